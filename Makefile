@@ -1,0 +1,46 @@
+# Two commands a newcomer types: `make demo` (the main job) and `make test`.
+# Each creates .venv and installs the package with its dependencies on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch 2.x. These two builds lie on the reference machine's disk (x86_64, Python 3.11);
+# elsewhere set TORCH_PKGS, e.g. `make test TORCH_PKGS="torch==2.9.1 torchvision==0.24.1"`.
+TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test test-all lint format typecheck demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PKGS)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+# The test command of the README and of CI: lint, types, then every test not marked slow.
+test: lint typecheck
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+demo: install
+	$(VENV)/bin/tailteacher demo
+
+bench: install
+	$(PY) benchmarks/bench_labels.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,47 @@
+"""The paper's label machinery (Eq. 1–5), as pure functions of torch tensors.
+
+Import this into any detector: nothing here depends on a model or a data format.
+
+    Eq. 1  class_prototypes, PrototypeAccumulator
+    Eq. 2  similarity_smoothing_matrix
+    Eq. 3  smooth_targets (uniform baseline: uniform_smooth_targets)
+    Eq. 4  ccece; with expected_calibration_error, reliability_bins, CalibrationAccumulator
+    Eq. 5  calibrate_soft_labels
+    loss   soft_cross_entropy (softmax head), soft_binary_cross_entropy (sigmoid/federated head)
+"""
+
+from .calibration import (
+    CalibrationAccumulator,
+    ReliabilityBins,
+    ccece,
+    expected_calibration_error,
+    reliability_bins,
+)
+from .correction import calibrate_soft_labels
+from .losses import soft_binary_cross_entropy, soft_cross_entropy
+from .prototypes import PrototypeAccumulator, class_prototypes
+from .smoothing import (
+    cosine_similarity_matrix,
+    row_entropy,
+    similarity_smoothing_matrix,
+    smooth_targets,
+    uniform_smooth_targets,
+)
+
+__all__ = [
+    "CalibrationAccumulator",
+    "PrototypeAccumulator",
+    "ReliabilityBins",
+    "calibrate_soft_labels",
+    "ccece",
+    "class_prototypes",
+    "cosine_similarity_matrix",
+    "expected_calibration_error",
+    "reliability_bins",
+    "row_entropy",
+    "similarity_smoothing_matrix",
+    "smooth_targets",
+    "soft_binary_cross_entropy",
+    "soft_cross_entropy",
+    "uniform_smooth_targets",
+]
