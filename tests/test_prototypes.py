@@ -23,12 +23,16 @@ def test_class_prototypes_keeps_float64_and_empty_input():
 
 
 def test_float32_input_is_summed_in_float64():
-    # 2^24 + 1 is not representable in float32; a float32 running sum would drop the ones.
-    n = 4097
+    # 40,961 rows: one 1.0 and 40,960 of 4096.0. Their sum, 167,772,161, needs 28 bits; a float32
+    # running sum stops adding the 1.0 (and rounds) long before the end.
+    n = 40_961
     emb = torch.full((n, 1), 4096.0)
     emb[0] = 1.0
     protos, _ = class_prototypes(emb, torch.zeros(n, dtype=torch.long), 1)
     assert protos.item() == torch.tensor((4096.0 * (n - 1) + 1.0) / n, dtype=torch.float32).item()
+    acc = PrototypeAccumulator(1, 1)
+    acc.update(emb, torch.zeros(n, dtype=torch.long))
+    assert acc.sums.item() == 4096.0 * (n - 1) + 1.0
 
 
 @given(

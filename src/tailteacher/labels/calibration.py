@@ -93,7 +93,7 @@ def binned_statistics(
 def _binned(
     conf: torch.Tensor, corr: torch.Tensor, cls: torch.Tensor, num_classes: int, num_bins: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    cell = cls * num_bins + bin_index(conf, num_bins)
+    cell = bin_index(conf, num_bins).add_(cls, alpha=num_bins)
     size = num_classes * num_bins
     count = torch.bincount(cell, minlength=size).to(torch.float64)
     conf_sum = torch.bincount(cell, weights=conf.to(torch.float64), minlength=size)

@@ -15,14 +15,32 @@ import torch.distributed as dist
 
 from . import _checks
 
+# Rows summed in the input precision before each float64 accumulation. A float32 sum of 4096
+# same-sign values keeps ~sqrt(4096)·6e-8 ≈ 4e-6 relative error at worst typical; the totals
+# over millions of rows are then float64. Summing straight into float64 would first copy every
+# chunk to float64, which measured 10x slower than index_add_ itself on 2 CPU cores.
+_BLOCK = 4096
+
+
+def _accumulate(sums: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+    """sums[C, D] (float64) += per-class sums of embeddings[n, D] by labels[n]."""
+    if embeddings.dtype == torch.float64:
+        sums.index_add_(0, labels, embeddings)
+        return
+    partial = torch.zeros(sums.shape, dtype=torch.float32, device=sums.device)
+    for start in range(0, embeddings.shape[0], _BLOCK):
+        block = slice(start, start + _BLOCK)
+        partial.index_add_(0, labels[block], embeddings[block].float())
+        sums += partial
+        partial.zero_()
+
 
 def _sums_and_counts(
-    embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int, dtype: torch.dtype
+    embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    sums = torch.zeros(num_classes, embeddings.shape[1], dtype=dtype, device=embeddings.device)
-    sums.index_add_(0, labels, embeddings.to(dtype))
-    counts = torch.bincount(labels, minlength=num_classes)
-    return sums, counts
+    sums = torch.zeros(num_classes, embeddings.shape[1], dtype=torch.float64, device=embeddings.device)
+    _accumulate(sums, embeddings, labels)
+    return sums, torch.bincount(labels, minlength=num_classes)
 
 
 def _means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -52,9 +70,7 @@ def class_prototypes(
         counts: [C] int64, instances per class (N_i).
     """
     emb, lab = _check_inputs(embeddings, labels, num_classes)
-    # Sum in float64 when the input is float32 or narrower: a class with 10^5 instances
-    # otherwise loses digits in its mean.
-    sums, counts = _sums_and_counts(emb, lab, num_classes, torch.float64)
+    sums, counts = _sums_and_counts(emb, lab, num_classes)
     return _means(sums, counts).to(emb.dtype), counts
 
 
@@ -93,7 +109,7 @@ class PrototypeAccumulator:
         if emb.shape[1] != self.dim:
             raise ValueError(f"embeddings: expected width D={self.dim}, got {emb.shape[1]}")
         emb, lab = emb.to(self.sums.device), lab.to(self.sums.device)
-        self.sums.index_add_(0, lab, emb.to(torch.float64))
+        _accumulate(self.sums, emb, lab)
         self.counts += torch.bincount(lab, minlength=self.num_classes)
 
     def merge(self, other: PrototypeAccumulator) -> None:
