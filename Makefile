@@ -37,7 +37,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 demo: install
-	$(VENV)/bin/tailteacher demo
+	$(VENV)/bin/tailteacher labels-demo
 
 bench: install
 	$(PY) benchmarks/bench_labels.py
