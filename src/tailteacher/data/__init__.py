@@ -1,0 +1,1 @@
+"""Data: LVIS/COCO json with validation, the embedded benchmark, sampling and augmentations."""

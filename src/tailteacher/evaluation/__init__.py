@@ -1,0 +1,1 @@
+"""Evaluation: LVIS metrics (AP, APr/APc/APf), detection calibration (Eq. 4, ECE) and plots."""
