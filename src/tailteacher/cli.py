@@ -12,7 +12,10 @@ import sys
 from collections.abc import Sequence
 
 # Modules under tailteacher.commands, in the order `--help` lists them.
-COMMANDS = ("labels_demo",)
+COMMANDS = (
+    "labels_demo",
+    "split",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,117 @@
+"""A torch Dataset over a validated LVIS/COCO file: image, boxes, classes and masks per image.
+
+A corrupt or missing image met while training is skipped and counted, never a crash hours in:
+``__getitem__`` returns a ``Skipped`` record instead of raising, and ``collate`` separates the
+skipped records from the samples, so the count reaches the training loop from every worker.
+
+Shapes (one image):  H, W  image size     N  instances     classes are contiguous 0..C−1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from .lvis_json import LvisData
+
+
+@dataclass
+class Sample:
+    image_id: int
+    image: tv_tensors.Image  # [3, H, W] uint8
+    boxes: tv_tensors.BoundingBoxes  # [N, 4] XYXY float32, pixels
+    labels: torch.Tensor  # [N] int64, contiguous class index
+    masks: tv_tensors.Mask  # [N, H, W] uint8 (0/1)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    image_id: int
+    reason: str
+
+
+def decode_masks(anns: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """[N, H, W] uint8 masks from polygons or RLE (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros((len(anns), height, width), dtype=np.uint8)
+    for k, ann in enumerate(anns):
+        seg = ann.get("segmentation")
+        if seg is None:
+            continue
+        if isinstance(seg, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+        out[k] = mask_utils.decode(rle)
+    return out
+
+
+class LvisDataset(Dataset[Sample | Skipped]):
+    """Images of ``data`` (all, or ``image_ids``) with their annotations.
+
+    Args:
+        data: a validated file with an image root.
+        image_ids: which images, in this order (default: all, sorted by id).
+        transform: optional callable applied to each ``Sample`` (augmentations).
+    """
+
+    def __init__(
+        self,
+        data: LvisData,
+        image_ids: Sequence[int] | None = None,
+        transform: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        self.data = data
+        self.image_ids = list(image_ids) if image_ids is not None else sorted(data.images)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def load_image(self, image_id: int) -> torch.Tensor:
+        """[3, H, W] uint8; raises OSError/ValueError for a missing or corrupt file."""
+        from PIL import Image
+
+        with Image.open(self.data.image_path(self.data.images[image_id])) as im:
+            arr = np.asarray(im.convert("RGB"))
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+    def __getitem__(self, index: int) -> Sample | Skipped:
+        iid = self.image_ids[index]
+        record = self.data.images[iid]
+        try:
+            pixels = self.load_image(iid)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for unreadable files
+            return Skipped(iid, f"{type(err).__name__}: {err}")
+        h, w = pixels.shape[1:]
+        if (w, h) != (int(record["width"]), int(record["height"])):
+            return Skipped(iid, f"file is {w}x{h}, record says {record['width']}x{record['height']}")
+        anns = self.data.anns_by_image.get(iid, [])
+        xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        sample = Sample(
+            image_id=iid,
+            image=tv_tensors.Image(pixels),
+            boxes=tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(h, w)),
+            labels=torch.tensor(
+                [self.data.class_index[int(a["category_id"])] for a in anns], dtype=torch.long
+            ),
+            masks=tv_tensors.Mask(torch.from_numpy(decode_masks(anns, h, w))),
+        )
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def collate(batch: Sequence[Sample | Skipped]) -> tuple[list[Sample], list[Skipped]]:
+    """Split a batch into its samples and its skipped records (count the latter)."""
+    samples = [b for b in batch if isinstance(b, Sample)]
+    skipped = [b for b in batch if isinstance(b, Skipped)]
+    return samples, skipped

@@ -1,0 +1,371 @@
+"""LVIS v1 / COCO instance json: load, validate (every problem, not just the first), index.
+
+A data set opens in one pass over its records, whatever its size; image files are checked only
+when asked (``check_images=True``), so 100k-image files open fast. Every problem names the file,
+the record and the field, and says what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeGuard
+
+from ..errors import InputError, Problem
+
+# A box may reach this far past the image border (pixels) before it is an error: annotation
+# tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
+BOX_TOLERANCE = 1.0
+
+
+@dataclass
+class LvisData:
+    """A validated LVIS/COCO instance file.
+
+    ``categories`` keep the file's order; ``category_ids[k]`` is the id of contiguous class k
+    (the index every tensor in the project uses), ``class_index[id]`` the reverse.
+    """
+
+    path: Path
+    image_root: Path | None
+    images: dict[int, dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    raw: dict[str, Any]  # the file as read, every field kept (for writing subsets of it)
+    category_ids: list[int] = field(init=False)
+    class_index: dict[int, int] = field(init=False)
+    anns_by_image: dict[int, list[dict[str, Any]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.category_ids = [int(c["id"]) for c in self.categories]
+        self.class_index = {cid: k for k, cid in enumerate(self.category_ids)}
+        by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for ann in self.annotations:
+            by_image[int(ann["image_id"])].append(ann)
+        self.anns_by_image = dict(by_image)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    def image_path(self, image: dict[str, Any]) -> Path:
+        """Path of an image's file under the image root (validated not to leave it)."""
+        if self.image_root is None:
+            raise InputError(f"{self.path}: no image root given; pass the folder that holds the images")
+        return self.image_root / image_relpath(image)
+
+
+def image_relpath(image: dict[str, Any]) -> str:
+    """``file_name``, or the basename of ``coco_url`` as real LVIS files have it."""
+    name = image.get("file_name")
+    if isinstance(name, str) and name:
+        return name
+    url = image.get("coco_url")
+    if isinstance(url, str) and url:
+        return PurePosixPath(url).name
+    return ""
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_id(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _Report:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, record: str, field_: str, message: str) -> None:
+        self.problems.append(Problem(self.file, record, field_, message))
+
+
+def _check_path(name: str) -> str | None:
+    """Why a relative image path is unsafe, or None."""
+    if not name:
+        return "expected a non-empty file_name (or a coco_url)"
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return f"expected a path relative to the image root, got absolute {name!r}"
+    if ".." in p.parts:
+        return f"expected a path inside the image root, got {name!r} (contains '..')"
+    return None
+
+
+def _check_segmentation(seg: object, width: float, height: float) -> str | None:
+    """Why a segmentation is malformed, or None. Polygons or RLE (compressed or not)."""
+    if isinstance(seg, list):
+        if not seg:
+            return "expected at least one polygon"
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                return f"polygon {k}: expected a flat list of ≥ 3 (x, y) pairs"
+            if not all(_is_number(v) for v in poly):
+                return f"polygon {k}: expected finite numbers"
+        return None
+    if isinstance(seg, dict):
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_id(v) and v >= 0 for v in size)):
+            return "RLE: expected size [height, width] of non-negative integers"
+        if [size[0], size[1]] != [int(height), int(width)]:
+            return f"RLE: size {size} differs from the image's [height, width] [{int(height)}, {int(width)}]"
+        if isinstance(counts, list):
+            if not all(_is_id(v) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
+                return "RLE: expected uncompressed counts of non-negative integers summing to height × width"
+            return None
+        if isinstance(counts, str):
+            return _check_compressed_rle(size, counts)
+        return "RLE: expected counts as a string (compressed) or a list of integers"
+    return f"expected polygons (a list) or an RLE (a dict), got {type(seg).__name__}"
+
+
+def rle_string_counts(counts: str) -> list[int] | None:
+    """Decode COCO's compressed RLE string into run lengths; None if it is malformed.
+
+    The format: each run is 5-bit groups (char − 48) with a continuation bit 0x20 and a sign
+    bit 0x10 in the last group; from the third run on, each is stored as a delta to the run
+    two before it. pycocotools itself does not validate, so garbage decodes silently there.
+    """
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                return None
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def _check_compressed_rle(size: list[int], counts: str) -> str | None:
+    runs = rle_string_counts(counts)
+    if runs is None or any(r < 0 for r in runs) or sum(runs) != size[0] * size[1]:
+        return "RLE: counts string does not decode to non-negative runs summing to height × width"
+    return None
+
+
+def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    if not isinstance(images, list):
+        rep.add("images", "images", "expected a list of image records")
+        return out
+    for k, img in enumerate(images):
+        where = f"images[{k}]"
+        if not isinstance(img, dict):
+            rep.add(where, "-", "expected an object")
+            continue
+        iid = img.get("id")
+        if not _is_id(iid):
+            rep.add(where, "id", f"expected an integer id, got {iid!r}")
+            continue
+        where = f"image id={iid}"
+        if iid in out:
+            rep.add(where, "id", "duplicate image id")
+            continue
+        for key in ("width", "height"):
+            if not (_is_number(img.get(key)) and img[key] > 0):
+                rep.add(where, key, f"expected a positive number, got {img.get(key)!r}")
+        why = _check_path(image_relpath(img))
+        if why:
+            rep.add(where, "file_name", why)
+        out[iid] = img
+    return out
+
+
+def _check_categories(rep: _Report, categories: object) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    if not isinstance(categories, list) or not categories:
+        rep.add("categories", "categories", "expected a non-empty list of category records")
+        return out
+    for k, cat in enumerate(categories):
+        where = f"categories[{k}]"
+        if not isinstance(cat, dict):
+            rep.add(where, "-", "expected an object")
+            continue
+        cid = cat.get("id")
+        if not _is_id(cid):
+            rep.add(where, "id", f"expected an integer id, got {cid!r}")
+            continue
+        if cid in seen:
+            rep.add(f"category id={cid}", "id", "duplicate category id")
+            continue
+        freq = cat.get("frequency")
+        if freq is not None and freq not in ("r", "c", "f"):
+            rep.add(f"category id={cid}", "frequency", f"expected 'r', 'c' or 'f', got {freq!r}")
+        seen.add(cid)
+        out.append(cat)
+    return out
+
+
+def _check_annotations(
+    rep: _Report, annotations: object, images: dict[int, dict[str, Any]], category_ids: set[int]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not isinstance(annotations, list):
+        rep.add("annotations", "annotations", "expected a list of annotation records")
+        return out
+    seen: set[int] = set()
+    for k, ann in enumerate(annotations):
+        where = f"annotations[{k}]"
+        if not isinstance(ann, dict):
+            rep.add(where, "-", "expected an object")
+            continue
+        aid = ann.get("id")
+        if not _is_id(aid):
+            rep.add(where, "id", f"expected an integer id, got {aid!r}")
+            continue
+        where = f"annotation id={aid}"
+        if aid in seen:
+            rep.add(where, "id", "duplicate annotation id")
+            continue
+        seen.add(aid)
+        ok = True
+        image_id = ann.get("image_id")
+        img = images.get(image_id) if _is_id(image_id) else None
+        if img is None:
+            rep.add(where, "image_id", f"refers to unknown image {image_id!r}")
+            ok = False
+        if ann.get("category_id") not in category_ids:
+            rep.add(where, "category_id", f"refers to unknown category {ann.get('category_id')!r}")
+            ok = False
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            rep.add(where, "bbox", f"expected [x, y, width, height] of finite numbers, got {bbox!r}")
+            ok = False
+        elif bbox[2] <= 0 or bbox[3] <= 0:
+            rep.add(where, "bbox", f"expected a positive width and height, got {bbox!r}")
+            ok = False
+        elif img is not None and _is_number(img.get("width")) and _is_number(img.get("height")):
+            x, y, w, h = bbox
+            if (
+                x < -BOX_TOLERANCE
+                or y < -BOX_TOLERANCE
+                or x + w > img["width"] + BOX_TOLERANCE
+                or (y + h > img["height"] + BOX_TOLERANCE)
+            ):
+                rep.add(where, "bbox", f"{bbox} lies outside the {img['width']}x{img['height']} image")
+                ok = False
+        if "segmentation" in ann and img is not None:
+            why = _check_segmentation(ann["segmentation"], img.get("width", 0), img.get("height", 0))
+            if why:
+                rep.add(where, "segmentation", why)
+                ok = False
+        if ok:
+            out.append(ann)
+    return out
+
+
+def _check_federated_lists(rep: _Report, images: dict[int, dict[str, Any]], category_ids: set[int]) -> None:
+    for iid, img in images.items():
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            ids = img.get(key, [])
+            if not isinstance(ids, list) or not all(_is_id(v) for v in ids):
+                rep.add(f"image id={iid}", key, "expected a list of category ids")
+                continue
+            unknown = sorted(set(ids) - category_ids)
+            if unknown:
+                rep.add(f"image id={iid}", key, f"refers to unknown categories {unknown[:5]}")
+
+
+def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) -> list[Problem]:
+    """Problems with image files: missing, unreadable, or of another size than the record says."""
+    from PIL import Image
+
+    problems: list[Problem] = []
+    for iid in image_ids if image_ids is not None else data.images:
+        img = data.images[iid]
+        path = data.image_path(img)
+        try:
+            with Image.open(path) as im:
+                size = im.size
+                im.verify()
+        except FileNotFoundError:
+            problems.append(
+                Problem(str(data.path), f"image id={iid}", "file_name", f"file not found: {path}")
+            )
+            continue
+        except Exception as err:  # PIL raises many types for corrupt files
+            problems.append(
+                Problem(str(data.path), f"image id={iid}", "file_name", f"unreadable image {path}: {err}")
+            )
+            continue
+        if size != (int(img["width"]), int(img["height"])):
+            problems.append(
+                Problem(
+                    str(data.path),
+                    f"image id={iid}",
+                    "width/height",
+                    f"record says {img['width']}x{img['height']}, file {path} is {size[0]}x{size[1]}",
+                )
+            )
+    return problems
+
+
+def load_lvis(
+    path: str | os.PathLike[str],
+    image_root: str | os.PathLike[str] | None = None,
+    *,
+    check_images: bool = False,
+    require_annotations: bool = True,
+) -> LvisData:
+    """Read and validate an LVIS v1 or COCO instance json.
+
+    Args:
+        path: the json file.
+        image_root: the folder that ``file_name`` (or ``coco_url``'s basename) is relative to.
+        check_images: also open every image file (slow on large sets; off by default).
+        require_annotations: False for an unlabeled pool (images only).
+
+    Raises:
+        InputError: listing every problem found, each with file, record and field.
+    """
+    p = Path(path)
+    rep = _Report(str(p))
+    try:
+        with open(p, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise InputError([Problem(str(p), "-", "-", "file not found")]) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError([Problem(str(p), "-", "-", f"not valid json: {err}")]) from None
+    if not isinstance(raw, dict):
+        raise InputError(
+            [Problem(str(p), "-", "-", "expected a json object with images, annotations, categories")]
+        )
+    for key in ("images", "categories") + (("annotations",) if require_annotations else ()):
+        if key not in raw:
+            rep.add("-", key, "missing key")
+    images = _check_images(rep, raw.get("images", []))
+    categories = _check_categories(rep, raw.get("categories", []))
+    category_ids = {int(c["id"]) for c in categories}
+    annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids)
+    _check_federated_lists(rep, images, category_ids)
+    if rep.problems:
+        raise InputError(rep.problems)
+    root = Path(image_root) if image_root is not None else None
+    data = LvisData(p, root, images, annotations, categories, raw)
+    if check_images:
+        problems = check_image_files(data)
+        if problems:
+            raise InputError(problems)
+    return data

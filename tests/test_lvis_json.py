@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from lvis_factory import mutated, tiny_lvis, write
+from tailteacher.cli import main
+from tailteacher.data.lvis_json import check_image_files, load_lvis, rle_string_counts
+from tailteacher.errors import InputError
+
+
+def test_valid_file_loads_and_indexes(tmp_path):
+    data = load_lvis(write(tmp_path, tiny_lvis()), tmp_path / "images", check_images=True)
+    assert data.category_ids == [10, 20, 30] and data.class_index == {10: 0, 20: 1, 30: 2}
+    assert len(data.images) == 6 and len(data.annotations) == 9
+    assert [a["category_id"] for a in data.anns_by_image[2]] == [10, 20]
+    assert data.image_path(data.images[1]) == tmp_path / "images" / "img" / "0001.png"
+
+
+def test_coco_url_basename_is_the_fallback(tmp_path):
+    def use_url(d):
+        for img in d["images"]:
+            img["coco_url"] = "http://images.cocodataset.org/train2017/" + img.pop("file_name").split("/")[1]
+
+    data = load_lvis(write(tmp_path, mutated(tiny_lvis(), use_url), with_images=False), tmp_path)
+    assert data.image_path(data.images[3]) == tmp_path / "0003.png"
+
+
+def test_every_problem_is_reported_with_file_record_and_field(tmp_path):
+    def break_it(d):
+        d["images"][1]["id"] = d["images"][0]["id"]  # duplicate id: image 2's annotations dangle
+        d["images"][2]["file_name"] = "../../etc/passwd"
+        d["images"][3]["file_name"] = "/abs/x.png"
+        d["annotations"][0]["bbox"] = [30, 0, 20, 5]  # past the 40 px width
+        d["annotations"][1]["bbox"] = [1, 1, 0, 5]  # zero width
+        d["annotations"][2]["category_id"] = 99
+        d["annotations"][3]["image_id"] = 1234
+        d["annotations"][4]["segmentation"] = [[1, 2, 3]]
+        d["annotations"][5]["segmentation"] = {"size": [32, 40], "counts": "garbage!!"}
+        d["annotations"][6]["id"] = d["annotations"][7]["id"]
+        d["categories"][2]["frequency"] = "x"
+        d["images"][4]["neg_category_ids"] = [77]
+
+    path = write(tmp_path, mutated(tiny_lvis(), break_it), with_images=False)
+    with pytest.raises(InputError) as exc:
+        load_lvis(path)
+    found = {(p.record, p.field) for p in exc.value.problems}
+    assert found == {
+        ("image id=1", "id"),
+        ("image id=3", "file_name"),
+        ("image id=4", "file_name"),
+        ("annotation id=1", "bbox"),
+        ("annotation id=2", "bbox"),
+        ("annotation id=2", "image_id"),
+        ("annotation id=3", "image_id"),
+        ("annotation id=3", "category_id"),
+        ("annotation id=4", "image_id"),
+        ("annotation id=5", "segmentation"),
+        ("annotation id=6", "segmentation"),
+        ("annotation id=8", "id"),
+        ("category id=30", "frequency"),
+        ("image id=5", "neg_category_ids"),
+    }
+    assert all(p.file == str(path) for p in exc.value.problems)
+    assert "contains '..'" in str(exc.value) and "lies outside the 40x32 image" in str(exc.value)
+
+
+def test_missing_keys_and_bad_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"images": []}))
+    with pytest.raises(InputError, match="categories: missing key"):
+        load_lvis(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid json"):
+        load_lvis(path)
+    with pytest.raises(InputError, match="file not found"):
+        load_lvis(tmp_path / "absent.json")
+
+
+def test_image_files_checked_on_request(tmp_path):
+    path = write(tmp_path, tiny_lvis())
+    (tmp_path / "images/img/0002.png").write_bytes(b"not a png")
+    (tmp_path / "images/img/0003.png").unlink()
+    data = load_lvis(path, tmp_path / "images")  # opens fast: files not read
+    problems = check_image_files(data)
+    assert [(p.record, p.field) for p in problems] == [
+        ("image id=2", "file_name"),
+        ("image id=3", "file_name"),
+    ]
+    assert "unreadable" in problems[0].message and "file not found" in problems[1].message
+    with pytest.raises(InputError):
+        load_lvis(path, tmp_path / "images", check_images=True)
+
+
+def test_rle_string_decoder_matches_pycocotools():
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((5, 4), dtype=np.uint8, order="F")
+    m[1:3, 1:4] = 1
+    rle = mask_utils.encode(m)
+    # column-major runs: col0 5 zeros; col1 1 zero, 2 ones, 2 zeros; col2, col3 the same.
+    assert rle_string_counts(rle["counts"].decode()) == [6, 2, 3, 2, 3, 2, 2]
+    assert rle_string_counts("\x7f") is None
+
+
+def test_cli_reports_bad_file_with_exit_2_and_writes_nothing(tmp_path, capsys):
+    bad = write(
+        tmp_path,
+        mutated(tiny_lvis(), lambda d: d["annotations"][0].update(bbox=[0, 0, -1, 2])),
+        with_images=False,
+    )
+    out = tmp_path / "split"
+    assert main(["split", "--train", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: annotation id=1: bbox: expected a positive width and height" in err
+    assert "Traceback" not in err and not out.exists()
