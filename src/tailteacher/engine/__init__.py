@@ -1,0 +1,1 @@
+"""The training engine shared by teacher and student: a small trainer with hooks, config, checkpoints."""
