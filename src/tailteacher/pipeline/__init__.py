@@ -1,0 +1,1 @@
+"""Pipeline stages: each a function over files in a run folder, and a CLI command."""

@@ -1,0 +1,144 @@
+"""Stage "prototypes" (Eq. 1–2): backbone features pooled inside every labeled instance's box,
+averaged per class, then the smoothing matrix S'.
+
+Shapes:
+    B  images in a batch     D  feature channels     h, w  feature map size
+    N  instances             C  classes
+
+Writes into the run folder: ``prototypes.safetensors`` (prototypes [C, D] float32, counts [C]
+int64, similarity S [C, C], smoothing S' [C, C]), ``nearest_classes.md`` (each class's nearest
+classes by cosine, so a user can see whether the similarities make sense) and
+``prototypes.json`` (the settings and summary figures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torchvision.ops import roi_align
+
+from ..labels import (
+    PrototypeAccumulator,
+    cosine_similarity_matrix,
+    row_entropy,
+    similarity_smoothing_matrix,
+)
+
+# images [B, 3, H, W] float in [0, 1] -> (features [B, D, h, w], stride in input pixels)
+FeatureFn = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
+
+
+def pad_batch(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[B, 3, H, W] with each image at the top-left, zero-padded to the largest size."""
+    h = max(int(im.shape[-2]) for im in images)
+    w = max(int(im.shape[-1]) for im in images)
+    out = images[0].new_zeros(len(images), 3, h, w)
+    for k, im in enumerate(images):
+        out[k, :, : im.shape[-2], : im.shape[-1]] = im
+    return out
+
+
+def pool_instances(
+    features: torch.Tensor, boxes: Sequence[torch.Tensor], stride: float, output_size: int = 7
+) -> torch.Tensor:
+    """Mean of the RoIAligned features inside each box.
+
+    Args:
+        features: [B, D, h, w] feature map of the batch.
+        boxes: B tensors [N_b, 4], XYXY in input pixels.
+        stride: input pixels per feature cell.
+
+    Returns:
+        [sum N_b, D] one embedding per instance, in the order of ``boxes``.
+    """
+    rois = [b.to(features.dtype) for b in boxes]
+    if sum(len(b) for b in rois) == 0:
+        return features.new_zeros(0, features.shape[1])
+    pooled: torch.Tensor = roi_align(
+        features, rois, output_size=output_size, spatial_scale=1.0 / stride, aligned=True
+    )
+    return pooled.mean(dim=(2, 3))
+
+
+@torch.no_grad()
+def accumulate_prototypes(
+    batches: Iterable[tuple[Sequence[torch.Tensor], Sequence[torch.Tensor], Sequence[torch.Tensor]]],
+    feature_fn: FeatureFn,
+    num_classes: int,
+) -> PrototypeAccumulator:
+    """Stream (images, boxes, labels) batches through ``feature_fn`` into an accumulator.
+
+    Each batch is B images [3, H, W] float in [0, 1], B box tensors [N_b, 4] XYXY, and B label
+    tensors [N_b] (contiguous classes). The accumulator is reduced across ranks before return.
+    """
+    acc: PrototypeAccumulator | None = None
+    for images, boxes, labels in batches:
+        features, stride = feature_fn(pad_batch(images))
+        if acc is None:
+            acc = PrototypeAccumulator(num_classes, int(features.shape[1]))
+        emb = pool_instances(features.float(), boxes, stride)
+        acc.update(emb.cpu(), torch.cat([lab.reshape(-1) for lab in labels]).cpu())
+    if acc is None:
+        raise ValueError("no images to compute prototypes from")
+    return acc.all_reduce()
+
+
+def nearest_classes_table(similarity: torch.Tensor, names: Sequence[str], k: int = 5) -> str:
+    """A markdown table: each class and its k nearest other classes by cosine similarity."""
+    c = similarity.shape[0]
+    masked = similarity.clone().fill_diagonal_(-math.inf)
+    top = masked.topk(min(k, c - 1), dim=1) if c > 1 else None
+    lines = ["| class | nearest classes (cosine) |", "|---|---|"]
+    for i in range(c):
+        near = ""
+        if top is not None:
+            near = ", ".join(
+                f"{names[j]} ({v:.3f})"
+                for v, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
+            )
+        lines.append(f"| {names[i]} | {near} |")
+    return "\n".join(lines) + "\n"
+
+
+def smoothing_from_prototypes(
+    prototypes: torch.Tensor, counts: torch.Tensor, gamma: float, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(S [C, C], S' [C, C], mean row entropy of S' / log C)."""
+    sim = cosine_similarity_matrix(prototypes)
+    smoothing = similarity_smoothing_matrix(prototypes, counts, gamma, temperature=temperature)
+    c = prototypes.shape[0]
+    ratio = float(row_entropy(smoothing).mean() / math.log(c)) if c > 1 else 0.0
+    return sim, smoothing, ratio
+
+
+def save_prototypes(
+    run_dir: Path,
+    prototypes: torch.Tensor,
+    counts: torch.Tensor,
+    similarity: torch.Tensor,
+    smoothing: torch.Tensor,
+) -> Path:
+    """Write ``prototypes.safetensors`` atomically; returns its path."""
+    from safetensors.torch import save
+
+    from ..io import atomic_write_bytes
+
+    path = run_dir / "prototypes.safetensors"
+    tensors = {
+        "prototypes": prototypes.float().contiguous(),
+        "counts": counts.long().contiguous(),
+        "similarity": similarity.float().contiguous(),
+        "smoothing": smoothing.float().contiguous(),
+    }
+    atomic_write_bytes(path, save(tensors))
+    return path
+
+
+def load_prototypes(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors written by ``save_prototypes`` (safetensors: no code runs on load)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
