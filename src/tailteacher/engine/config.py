@@ -1,0 +1,150 @@
+"""The run configuration: typed sections that check themselves (pydantic, unknown keys refused).
+
+Reading YAML, ``--set`` overrides, error messages, saving and hashing are in ``config_io``.
+Paths are strings, relative to the working directory; whether a file exists is checked by the
+stage that reads it, not here (so a config can be checked on a machine without the data).
+Each section is a small model; a stage that needs more adds a section, not keys to another one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; types are not coerced (``"1"`` is not an int); frozen after checks."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+class DataConfig(StrictModel):
+    train_json: str = Field(description="LVIS/COCO json of the labeled training images (after the split)")
+    val_json: str = Field(description="LVIS/COCO json the model is evaluated on")
+    image_root: str = Field(description="folder the images' file_name are relative to")
+    unlabeled_json: str | None = Field(
+        default=None, description="json listing the unlabeled images (student)"
+    )
+    heldout_json: str | None = Field(
+        default=None, description="held-out labeled images (the 15%: tuning, CCECE)"
+    )
+    batch_size: int = Field(default=2, gt=0, description="images per process per batch")
+    workers: int = Field(default=2, ge=0, description="data-loading worker processes per process")
+    repeat_factor_threshold: float | None = Field(
+        default=0.001,
+        gt=0,
+        le=1,
+        description="t of repeat-factor sampling (LVIS standard); null: plain shuffling",
+    )
+    image_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="side length images are drawn or resized to by the data pipeline; null: as stored",
+    )
+
+
+class ModelConfig(StrictModel):
+    backbone: str = Field(default="resnet18", min_length=1, description="torchvision or timm backbone name")
+    weights: str | None = Field(
+        default=None, description="local file of pretrained backbone weights; null: random init"
+    )
+    fpn_channels: int = Field(default=64, gt=0, description="channels of the feature pyramid")
+    classifier: Literal["softmax", "sigmoid"] = Field(
+        default="softmax", description="box classifier: softmax over C+1 or C sigmoids"
+    )
+    detections_per_image: int = Field(
+        default=300, gt=0, description="detections kept per image (LVIS AP: 300)"
+    )
+    score_threshold: float = Field(
+        default=0.0001, ge=0, le=1, description="detections below this score are dropped"
+    )
+    image_min_size: int = Field(default=800, gt=0, description="the model resizes the shorter side to this")
+    image_max_size: int = Field(
+        default=1333, gt=0, description="... unless the longer side would exceed this"
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ModelConfig:
+        if self.image_min_size > self.image_max_size:
+            raise ValueError(
+                f"image_min_size ({self.image_min_size}) must not exceed "
+                f"image_max_size ({self.image_max_size})"
+            )
+        return self
+
+
+class TargetsConfig(StrictModel):
+    kind: Literal["onehot", "uniform", "similarity"] = Field(
+        default="similarity", description="teacher targets: one-hot, uniform smoothing, or Eq. 2–3"
+    )
+    eps: float = Field(default=0.1, ge=0, le=1, description="ε of Eq. 3 (and of uniform smoothing)")
+    gamma: float = Field(default=1.5, ge=0, description="γ of Eq. 2: class-frequency modulation")
+    temperature: float = Field(
+        default=1.0, gt=0, description="temperature on S in Eq. 2 (ours; 1 = the paper)"
+    )
+
+
+class TrainConfig(StrictModel):
+    optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="optimizer")
+    lr: float = Field(
+        default=4e-5, gt=0, description="peak learning rate (reached after warm-up, then cosine)"
+    )
+    weight_decay: float = Field(
+        default=0.05, ge=0, description="weight decay (not on biases and norm layers)"
+    )
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    betas: list[float] = Field(default=[0.9, 0.999], min_length=2, max_length=2, description="AdamW betas")
+    warmup_steps: int = Field(
+        default=1000, ge=0, description="linear warm-up, in optimizer steps (cut to the run's length)"
+    )
+    warmup_factor: float = Field(default=0.001, ge=0, le=1, description="learning-rate factor at step 0")
+    min_lr_factor: float = Field(
+        default=0.0, ge=0, le=1, description="learning-rate factor the cosine ends at"
+    )
+    max_steps: int | None = Field(default=None, gt=0, description="optimizer steps (set this or epochs)")
+    epochs: int | None = Field(default=None, gt=0, description="passes over the data (set this or max_steps)")
+    grad_clip: float | None = Field(
+        default=None, gt=0, description="clip the gradients' global L2 norm; null: off"
+    )
+    accumulate: int = Field(default=1, ge=1, description="batches per optimizer step (gradient accumulation)")
+    amp: bool = Field(default=False, description="bf16 autocast (GPUs with bf16: A100, H100; not V100)")
+    seed: int = Field(default=0, ge=0, description="seed of python, numpy, torch and the data order")
+    deterministic: bool = Field(default=False, description="deterministic kernels where torch has them")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: cuda:LOCAL_RANK if any, else cpu"
+    )
+    checkpoint_every: int = Field(default=1000, gt=0, description="save a checkpoint every this many steps")
+    keep_checkpoints: int = Field(default=2, gt=0, description="newest checkpoints kept on disk")
+    eval_every: int | None = Field(
+        default=None, gt=0, description="evaluate every this many steps; null: at the end"
+    )
+    log_every: int = Field(default=20, gt=0, description="write metrics every this many steps")
+    ema_momentum: float | None = Field(
+        default=None, gt=0, lt=1, description="keep an EMA of the weights with this momentum; null: off"
+    )
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainConfig:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of max_steps and epochs (the other null)")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas}")
+        return self
+
+
+class RunConfig(StrictModel):
+    run_dir: str = Field(description="folder of this run: config.yaml, checkpoints, metrics, outputs")
+    resume: bool = Field(
+        default=False, description="continue from the run folder's latest checkpoint, if any"
+    )
+
+
+class Config(StrictModel):
+    """The whole configuration of one training run."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    targets: TargetsConfig = TargetsConfig()
+    train: TrainConfig
+    run: RunConfig

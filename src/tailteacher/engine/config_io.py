@@ -1,0 +1,299 @@
+"""Config files: YAML in, ``--set key.path=value`` overrides, errors a user can act on, the resolved
+config saved beside the run with a stable hash.
+
+Every problem (not only the first) becomes a ``tailteacher.errors.Problem`` naming the file (or
+the ``--set`` that caused it), the dotted key (``train.lr``) and what is allowed there: for an
+unknown key the keys of that level, for a wrong type the type expected. The CLI turns the
+``InputError`` into exit code 2 without a traceback.
+
+YAML note: PyYAML reads ``4e-5`` (no dot) as a string; our loader reads it as a number, as
+YAML 1.2 and every user do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import InputError, Problem
+from ..io import atomic_write_bytes
+from .config import Config
+
+M = TypeVar("M", bound=BaseModel)
+CONFIG_FILE = "config.yaml"
+TOP = "(top level)"
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    """SafeLoader that also reads ``1e-5`` and ``4E+3`` as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "yaml"
+        raise InputError([Problem(source, "yaml", where, str(err).replace("\n", " "))]) from None
+
+
+# -- the schema, walked by key path -----------------------------------------------------------
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model class inside ``annotation`` (``X``, ``X | None``), if there is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _submodel(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def describe_type(annotation: Any) -> str:
+    """What a value of this annotation looks like, in words."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is list:
+        return (
+            f"a list of {describe_type(args[0]).removeprefix('a ').removeprefix('an ')}s"
+            if args
+            else "a list"
+        )
+    model = _submodel(annotation)
+    if model is not None:
+        return "a mapping with keys " + ", ".join(model.model_fields)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _allowed(model: type[BaseModel], where: str) -> str:
+    return f"allowed keys in {where}: " + ", ".join(model.model_fields)
+
+
+def _dotted(path: Sequence[str]) -> str:
+    return ".".join(path) if path else TOP
+
+
+def _resolve(schema: type[BaseModel], path: Sequence[str]) -> tuple[type[BaseModel] | None, Any, str | None]:
+    """Walk ``path`` through the schema: (model holding the last key, its annotation, problem)."""
+    model: type[BaseModel] | None = schema
+    annotation: Any = schema
+    for i, key in enumerate(path):
+        if model is None:
+            return None, None, f"{_dotted(path[:i])} is a value, not a section"
+        if key not in model.model_fields:
+            return model, None, f"unknown key; {_allowed(model, _dotted(path[:i]))}"
+        annotation = model.model_fields[key].annotation
+        if i < len(path) - 1:
+            model = _submodel(annotation)
+    return model, annotation, None
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-4"`` → (["train", "lr"], 0.0001): the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(path):
+        raise InputError([Problem(f"--set {text}", "override", key or "?", "expected KEY.PATH=VALUE")])
+    return path, parse_yaml(value, f"--set {text}")
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Iterable[str], schema: type[BaseModel] = Config
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``raw`` with each ``--set`` applied in order; also {dotted key: the --set text} of what was set.
+    An unknown key path is an error that lists the keys allowed where it went wrong."""
+    problems, set_by = [], {}
+    for text in overrides:
+        path, value = parse_override(text)
+        _, _, problem = _resolve(schema, path)
+        if problem is not None:
+            problems.append(Problem(f"--set {text}", "override", _dotted(path), problem))
+            continue
+        node = raw
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[path[-1]] = value
+        set_by[_dotted(path)] = f"--set {text}"
+    if problems:
+        raise InputError(problems)
+    return raw, set_by
+
+
+def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, str]) -> Problem:
+    path: list[str] = []
+    model: type[BaseModel] | None = schema
+    annotation: Any = schema
+    for key in err["loc"]:
+        if model is None or not isinstance(key, str) or key not in model.model_fields:
+            if err["type"] == "extra_forbidden" and isinstance(key, str):
+                path.append(key)
+            break
+        path.append(key)
+        annotation = model.model_fields[key].annotation
+        model = _submodel(annotation)
+    dotted = _dotted(path)
+    kind, given = err["type"], err.get("input")
+    shown = "" if isinstance(given, dict) else f", got {given!r}"
+    if kind == "extra_forbidden":
+        parent, _, _ = _resolve(schema, path)
+        message = f"unknown key; {_allowed(parent or schema, _dotted(path[:-1]))}"
+    elif kind == "missing":
+        message = f"missing; expected {describe_type(annotation)}"
+    elif kind.endswith("_type") or kind in ("literal_error", "int_from_float", "bool_parsing", "int_parsing"):
+        message = f"expected {describe_type(annotation)}{shown}"
+    else:
+        message = str(err["msg"]).removeprefix("Value error, ") + shown
+    origin = next((t for k, t in set_by.items() if k == dotted or k.startswith(dotted + ".")), source)
+    return Problem(origin, "config", dotted, message)
+
+
+def validate_config(
+    raw: Any,
+    source: str,
+    schema: type[M] = Config,  # type: ignore[assignment]
+    set_by: dict[str, str] | None = None,
+) -> M:
+    """Check a parsed mapping against ``schema``; every problem in one ``InputError``."""
+    if not isinstance(raw, dict):
+        message = (
+            f"expected a mapping of sections ({', '.join(schema.model_fields)}), got {type(raw).__name__}"
+        )
+        raise InputError([Problem(source, "config", TOP, message)])
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        problems: dict[str, Problem] = {}
+        for err in exc.errors():
+            problem = _problem(schema, err, source, set_by or {})
+            problems.setdefault(problem.field, problem)  # a union reports once per member
+        raise InputError(list(problems.values())) from None
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    schema: type[M] = Config,  # type: ignore[assignment]
+) -> M:
+    """Read a YAML config, apply ``--set`` overrides, validate."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError([Problem(source, "file", "-", f"cannot read: {err.strerror or err}")]) from None
+    raw = parse_yaml(text, source)
+    if raw is None:
+        raw = {}
+    set_by: dict[str, str] = {}
+    if isinstance(raw, dict):
+        raw, set_by = apply_overrides(raw, overrides, schema)
+    return validate_config(raw, source, schema, set_by)
+
+
+# -- saving and hashing -----------------------------------------------------------------------
+
+
+def config_hash(config: BaseModel, exclude: Iterable[str] = ("run",)) -> str:
+    """SHA-256 of the resolved config (canonical JSON, sorted keys) without the ``exclude`` sections:
+    where a run lives and whether it resumes do not change what it computes."""
+    dump = config.model_dump(mode="json", exclude=set(exclude))
+    canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def dump_config(config: BaseModel) -> str:
+    """The resolved config as YAML, every default written out; reads back to an equal config."""
+    header = f"# Resolved config (defaults filled in). config hash: {config_hash(config)}\n"
+    body: str = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return header + body
+
+
+def save_config(config: BaseModel, run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``run_dir/config.yaml`` atomically; returns its path."""
+    path = Path(run_dir) / CONFIG_FILE
+    atomic_write_bytes(path, dump_config(config).encode("utf-8"))
+    return path
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``, ``--set KEY.PATH=VALUE`` (repeatable) and ``--resume``."""
+    parser.add_argument("--config", required=True, type=Path, help="YAML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value (YAML), e.g. --set train.lr=1e-4; repeatable",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
+    )
+
+
+def config_from_args(args: argparse.Namespace, schema: type[M] = Config) -> M:  # type: ignore[assignment]
+    """The config named by ``add_config_arguments``' options."""
+    overrides = list(args.overrides) + (["run.resume=true"] if args.resume else [])
+    return load_config(args.config, overrides, schema)
+
+
+def _bounds(metadata: Iterable[Any]) -> str:
+    signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "min_length": "length ≥", "max_length": "length ≤"}
+    parts = [
+        f"{sign} {getattr(m, name)}" for m in metadata for name, sign in signs.items() if hasattr(m, name)
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def config_reference(schema: type[BaseModel] = Config) -> str:
+    """Markdown tables of every section's keys, types, defaults and meaning (for docs/engine.md)."""
+    lines = []
+    for section, field in schema.model_fields.items():
+        model = _submodel(field.annotation)
+        if model is None:
+            continue
+        lines += [f"### `{section}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, sub in model.model_fields.items():
+            default = (
+                "required"
+                if sub.is_required()
+                else f"`{json.dumps(sub.get_default(call_default_factory=True))}`"
+            )
+            kind = describe_type(sub.annotation) + _bounds(sub.metadata)
+            lines.append(f"| `{key}` | {kind} | {default} | {sub.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)
