@@ -16,6 +16,8 @@ COMMANDS = (
     "labels_demo",
     "split",
     "synth",
+    "evaluate",
+    "calibration",
 )
 
 
