@@ -4,7 +4,7 @@ import pytest
 
 from lvis_factory import mutated, tiny_lvis, write
 from tailteacher.cli import main
-from tailteacher.data.lvis_json import check_image_files, load_lvis, rle_string_counts
+from tailteacher.data.lvis_json import check_image_files, load_lvis
 from tailteacher.errors import InputError
 
 
@@ -89,18 +89,6 @@ def test_image_files_checked_on_request(tmp_path):
     assert "unreadable" in problems[0].message and "file not found" in problems[1].message
     with pytest.raises(InputError):
         load_lvis(path, tmp_path / "images", check_images=True)
-
-
-def test_rle_string_decoder_matches_pycocotools():
-    import numpy as np
-    from pycocotools import mask as mask_utils
-
-    m = np.zeros((5, 4), dtype=np.uint8, order="F")
-    m[1:3, 1:4] = 1
-    rle = mask_utils.encode(m)
-    # column-major runs: col0 5 zeros; col1 1 zero, 2 ones, 2 zeros; col2, col3 the same.
-    assert rle_string_counts(rle["counts"].decode()) == [6, 2, 3, 2, 3, 2, 2]
-    assert rle_string_counts("\x7f") is None
 
 
 def test_cli_reports_bad_file_with_exit_2_and_writes_nothing(tmp_path, capsys):

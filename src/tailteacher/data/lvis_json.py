@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 
+import numpy as np
+
 from ..errors import InputError, Problem
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
@@ -127,40 +129,13 @@ def _check_segmentation(seg: object, width: float, height: float) -> str | None:
     return f"expected polygons (a list) or an RLE (a dict), got {type(seg).__name__}"
 
 
-def rle_string_counts(counts: str) -> list[int] | None:
-    """Decode COCO's compressed RLE string into run lengths; None if it is malformed.
-
-    The format: each run is 5-bit groups (char − 48) with a continuation bit 0x20 and a sign
-    bit 0x10 in the last group; from the third run on, each is stored as a delta to the run
-    two before it. pycocotools itself does not validate, so garbage decodes silently there.
-    """
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                return None
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                return None
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
-    return runs
-
-
 def _check_compressed_rle(size: list[int], counts: str) -> str | None:
-    runs = rle_string_counts(counts)
-    if runs is None or any(r < 0 for r in runs) or sum(runs) != size[0] * size[1]:
-        return "RLE: counts string does not decode to non-negative runs summing to height × width"
-    return None
+    # pycocotools decodes garbage silently (and loops forever on a truncated string in mask.iou),
+    # so the runs are checked against height × width without decoding a pixel.
+    from ..evaluation.rle import check_rle_counts
+
+    problem = check_rle_counts([counts], np.array([size[0]]), np.array([size[1]])).problem[0]
+    return f"RLE: {problem}" if problem else None
 
 
 def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
