@@ -1,1 +1,67 @@
-"""Models: Cascade Mask R-CNN on torchvision parts with soft-target classification, and backbones."""
+"""Models: Cascade Mask R-CNN on torchvision parts with soft-target classification, and backbones.
+
+Layout (the pipeline, left to right):
+    config.py          ModelConfig, the plain description ``build_model`` reads
+    backbones.py       ResNet-FPN (torchvision) and the DetectionBackbone base
+    vit_pyramid.py     timm ViT + ViTDet simple feature pyramid
+    checkpoint.py      backbone weights from a local file
+    cascade_targets.py stage matching, sampling and soft targets
+    classification.py  softmax / sigmoid-federated classifier heads and their losses
+    stage_head.py      one stage's box head
+    mask_head.py       class-agnostic mask head, targets, loss
+    postprocess.py     score threshold, per-class NMS, top-K
+    cascade_heads.py   the cascade RoI heads (training losses, inference ensemble)
+    cascade_rcnn.py    CascadeMaskRCNN (transform → backbone → RPN → heads)
+    builder.py         ModelConfig → modules
+"""
+
+from .backbones import DetectionBackbone, ResNetFPN, resnet_fpn
+from .builder import build_backbone, build_model
+from .cascade_heads import CascadeRoIHeads
+from .cascade_rcnn import CascadeMaskRCNN
+from .cascade_targets import BACKGROUND, GroundTruth, StageTargets, match_proposals, stage_targets
+from .checkpoint import load_backbone_weights, read_state_dict
+from .classification import (
+    ClassificationHead,
+    FederatedClassSampler,
+    SigmoidFederatedClassification,
+    SoftmaxClassification,
+    federated_sigmoid_loss,
+    softmax_targets,
+)
+from .config import ModelConfig
+from .mask_head import MaskHead
+from .postprocess import Detections, DetectionSelector
+from .stage_head import CascadeStageHead
+from .vit_pyramid import SimpleFeaturePyramid, ViTPyramid, vit_pyramid
+
+__all__ = [
+    "BACKGROUND",
+    "CascadeMaskRCNN",
+    "CascadeRoIHeads",
+    "CascadeStageHead",
+    "ClassificationHead",
+    "DetectionBackbone",
+    "DetectionSelector",
+    "Detections",
+    "FederatedClassSampler",
+    "GroundTruth",
+    "MaskHead",
+    "ModelConfig",
+    "ResNetFPN",
+    "SigmoidFederatedClassification",
+    "SimpleFeaturePyramid",
+    "SoftmaxClassification",
+    "StageTargets",
+    "ViTPyramid",
+    "build_backbone",
+    "build_model",
+    "federated_sigmoid_loss",
+    "load_backbone_weights",
+    "match_proposals",
+    "read_state_dict",
+    "resnet_fpn",
+    "softmax_targets",
+    "stage_targets",
+    "vit_pyramid",
+]

@@ -1,0 +1,96 @@
+"""Backbone weights from a local file the user names: never a download.
+
+Reads a torchvision or timm state dict (``.safetensors`` through safetensors, ``.pt``/``.pth``/``.bin``
+through ``torch.load(weights_only=True)``, optionally wrapped in ``{"model": …}``/``{"state_dict": …}``)
+into the backbone's ``trunk``. Anything short of an exact fit (after dropping the classifier
+that a detector does not have) is a ``ValueError`` listing missing keys, unexpected keys and
+shape mismatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbones import DetectionBackbone
+
+_WRAPPERS = ("model", "state_dict", "module", "model_ema")
+_LIST_AT_MOST = 20
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, by key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"backbone weights: no file at {str(p)!r} (weights are never downloaded)")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(p)))
+    if p.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
+        raise ValueError(f"backbone weights: {p.name!r}: expected a .safetensors, .pt or .pth file")
+    try:
+        loaded = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors have many types; the file is what the user must fix
+        raise ValueError(f"backbone weights: cannot read {str(p)!r} as a state dict: {err}") from err
+    while isinstance(loaded, Mapping) and len(loaded) >= 1:
+        inner = next((loaded[w] for w in _WRAPPERS if isinstance(loaded.get(w), Mapping)), None)
+        if inner is None:
+            break
+        loaded = inner
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise ValueError(f"backbone weights: {str(p)!r} does not hold a mapping from names to tensors")
+    return dict(loaded)
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local checkpoint into ``model.backbone.trunk`` (or ``model.trunk`` for a backbone).
+
+    Args:
+        model: a ``CascadeMaskRCNN`` (or any module with a ``DetectionBackbone`` as ``.backbone``),
+            or a ``DetectionBackbone``.
+        path: the checkpoint file.
+
+    Raises:
+        ValueError: no such file, an unreadable file, or keys/shapes that do not fit, all listed.
+    """
+    backbone = model if isinstance(model, DetectionBackbone) else getattr(model, "backbone", None)
+    if not isinstance(backbone, DetectionBackbone):
+        raise ValueError(f"load_backbone_weights: {type(model).__name__} has no DetectionBackbone")
+    state = backbone.prepare_checkpoint(read_state_dict(path))
+    expected = backbone.trunk.state_dict()
+    # BatchNorm's step counter is not a weight: old torchvision checkpoints lack it, and
+    # FrozenBatchNorm2d has none.
+    given = {
+        k: v
+        for k, v in state.items()
+        if not backbone.ignored_checkpoint_keys(k) and not k.endswith("num_batches_tracked")
+    }
+    missing = [k for k in expected if k not in given and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in given if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {list(given[k].shape)} vs model {list(expected[k].shape)}"
+        for k in given
+        if k in expected and given[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"backbone weights: {str(path)!r} does not fit backbone {type(backbone.trunk).__name__}"
+            + _listing("missing keys", missing)
+            + _listing("unexpected keys", unexpected)
+            + _listing("shape mismatches", mismatched)
+        )
+    backbone.trunk.load_state_dict(given, strict=False)
+
+
+def _listing(title: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    shown = ", ".join(items[:_LIST_AT_MOST])
+    more = f", … ({len(items) - _LIST_AT_MOST} more)" if len(items) > _LIST_AT_MOST else ""
+    return f"\n  {title} ({len(items)}): {shown}{more}"
