@@ -163,7 +163,7 @@ def test_command_line_arguments(tmp_path):
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     path = _write(tmp_path, MINIMAL)
-    args = parser.parse_args(["--config", str(path), "--set", "train.seed=4", "--resume"])
+    args = parser.parse_args([str(path), "--set", "train.seed=4", "--resume"])
     cfg = config_from_args(args)
     assert cfg.train.seed == 4 and cfg.run.resume is True
 

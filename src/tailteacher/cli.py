@@ -18,6 +18,9 @@ COMMANDS = (
     "synth",
     "evaluate",
     "calibration",
+    "prototypes",
+    "train_teacher",
+    "predict",
 )
 
 

@@ -59,6 +59,9 @@ class ModelConfig(StrictModel):
     score_threshold: float = Field(
         default=0.0001, ge=0, le=1, description="detections below this score are dropped"
     )
+    roi_batch_size_per_image: int = Field(
+        default=512, gt=0, description="RoIs sampled per image for the first cascade stage (CPU: 128)"
+    )
     image_min_size: int = Field(default=800, gt=0, description="the model resizes the shorter side to this")
     image_max_size: int = Field(
         default=1333, gt=0, description="... unless the longer side would exceed this"
@@ -79,6 +82,11 @@ class TargetsConfig(StrictModel):
         default="similarity", description="teacher targets: one-hot, uniform smoothing, or Eq. 2–3"
     )
     eps: float = Field(default=0.1, ge=0, le=1, description="ε of Eq. 3 (and of uniform smoothing)")
+    prototypes: str | None = Field(
+        default=None,
+        description="prototypes.safetensors for kind=similarity (from `tailteacher prototypes`); "
+        "null: computed into the run folder before training",
+    )
     gamma: float = Field(default=1.5, ge=0, description="γ of Eq. 2: class-frequency modulation")
     temperature: float = Field(
         default=1.0, gt=0, description="temperature on S in Eq. 2 (ours; 1 = the paper)"

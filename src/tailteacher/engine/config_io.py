@@ -250,8 +250,8 @@ def save_config(config: BaseModel, run_dir: str | os.PathLike[str]) -> Path:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE``, ``--set KEY.PATH=VALUE`` (repeatable) and ``--resume``."""
-    parser.add_argument("--config", required=True, type=Path, help="YAML config file")
+    """``CONFIG`` (a YAML file, positional), ``--set KEY.PATH=VALUE`` (repeatable) and ``--resume``."""
+    parser.add_argument("config", type=Path, metavar="CONFIG", help="YAML config file")
     parser.add_argument(
         "--set",
         dest="overrides",

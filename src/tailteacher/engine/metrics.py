@@ -111,7 +111,7 @@ class LoggingHook(HookBase):
         if self.writer is not None:
             self.writer.open(trainer.start_step)
         if self.progress and trainer.dist.is_main:
-            from tqdm import tqdm  # type: ignore[import-untyped]
+            from tqdm import tqdm
 
             self._bar = tqdm(
                 total=trainer.max_steps, initial=trainer.start_step, desc="train", dynamic_ncols=True

@@ -1,0 +1,57 @@
+"""`tailteacher predict CONFIG --checkpoint CKPT --data JSON --out results.json`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    from ..engine.config_io import add_config_arguments
+
+    p = sub.add_parser(
+        "predict",
+        help="run a trained detector over a json's images, write COCO results (RLE masks)",
+        description="Predict with the model of CONFIG and the weights of --checkpoint over the "
+        "images of --data; write COCO results json (RLE masks, top model.detections_per_image per "
+        "image), which `tailteacher evaluate` scores.",
+    )
+    add_config_arguments(p)
+    p.add_argument(
+        "--checkpoint", required=True, type=Path, help="model_final.safetensors or a checkpoint .pt"
+    )
+    p.add_argument("--data", required=True, type=Path, help="LVIS/COCO json whose images to predict")
+    p.add_argument("--out", required=True, type=Path, help="results json to write")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.lvis_json import load_lvis
+    from ..engine import init_run
+    from ..engine.config import Config
+    from ..engine.config_io import config_from_args
+    from ..io import atomic_write_json
+    from ..pipeline.detector import build_detector, load_detector_weights, load_train_data, predict
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    config: Config = config_from_args(args)
+    _, device = init_run(config)
+    train = load_train_data(config)
+    data = load_lvis(args.data, config.data.image_root)
+    if data.category_ids != train.category_ids:
+        raise ValueError(f"--data: {args.data} has other categories than {config.data.train_json}")
+    model = build_detector(config, train)
+    load_detector_weights(model, args.checkpoint)
+    results, skipped = predict(
+        model.to(device), data, device=device, batch_size=args.batch_size, progress=True
+    )
+    atomic_write_json(args.out, results)
+    print(f"{len(results)} detections on {len(data.images) - len(skipped)} images -> {args.out}")
+    if skipped:
+        print(
+            f"skipped {len(skipped)} unreadable images: " + ", ".join(str(s.image_id) for s in skipped[:10])
+        )
+    return 0

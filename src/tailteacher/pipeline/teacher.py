@@ -1,0 +1,214 @@
+"""Stages "prototypes" and "teacher": Eq. 1–2 from the backbone, then the teacher trained with
+one-hot, uniform or similarity-smoothed targets (Eq. 3), evaluated on the validation json.
+
+Run folder (``run.run_dir``): config.yaml, checkpoints/, metrics.jsonl, prototypes.safetensors
+(kind=similarity), nearest_classes.md, model_final.safetensors, val_results.json, val_metrics.json.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DistributedSampler, Sampler
+
+from ..data.dataset import LvisDataset, Sample, Skipped, collate
+from ..data.frequency import frequency_groups
+from ..data.lvis_json import LvisData, load_lvis
+from ..data.sampling import RepeatFactorSampler, repeat_factors
+from ..engine import LoaderSource, build_trainer, init_run
+from ..engine.config import Config
+from ..engine.distributed import current_dist_info
+from ..evaluation import evaluate
+from ..io import atomic_write_bytes, atomic_write_json
+from ..modeling import CascadeMaskRCNN
+from .detector import (
+    AugmentedDataset,
+    KeyedSampler,
+    build_detector,
+    default_augmentation,
+    images_of,
+    load_detector_weights,
+    load_train_data,
+    predict,
+    target_builder,
+    training_targets,
+)
+from .prototypes import (
+    accumulate_prototypes,
+    load_prototypes,
+    nearest_classes_table,
+    save_prototypes,
+    smoothing_from_prototypes,
+)
+
+
+def _prototype_batches(
+    data: LvisData, batch_size: int
+) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]]:
+    dist = current_dist_info()
+    dataset = LvisDataset(data, sorted(data.images)[dist.rank :: dist.world_size])
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        samples = [s for s in items if isinstance(s, Sample)]
+        if samples:
+            yield (
+                images_of(samples, torch.device("cpu")),
+                [s.boxes.as_subclass(torch.Tensor) for s in samples],
+                [s.labels for s in samples],
+            )
+
+
+def compute_prototypes(config: Config, checkpoint: str | None = None, progress: bool = True) -> Path:
+    """Eq. 1–2 from the detector's backbone (its ``model.weights``, or a trained detector's
+    ``checkpoint``), pooled inside every labeled box at the finest pyramid level (stride 4).
+    Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
+    data = load_train_data(config)
+    model = build_detector(config, data)
+    if checkpoint is not None:
+        load_detector_weights(model, checkpoint)
+    backbone = model.backbone.eval()
+    mean = torch.tensor(backbone.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
+
+    def features(images: torch.Tensor) -> tuple[torch.Tensor, float]:
+        return backbone((images - mean) / std)["0"], 4.0
+
+    t0 = time.perf_counter()
+    acc = accumulate_prototypes(_prototype_batches(data, config.data.batch_size), features, data.num_classes)
+    prototypes, counts = acc.compute()
+    t = config.targets
+    sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
+    run_dir = Path(config.run.run_dir)
+    path = save_prototypes(run_dir, prototypes, counts, sim, smoothing)
+    names = [str(c.get("name", c["id"])) for c in data.categories]
+    atomic_write_bytes(run_dir / "nearest_classes.md", nearest_classes_table(sim, names).encode())
+    summary = {
+        "source": checkpoint or config.model.weights or "random init (no pretrained backbone)",
+        "instances": int(counts.sum()),
+        "classes_without_instances": int((counts == 0).sum()),
+        "gamma": t.gamma,
+        "temperature": t.temperature,
+        "smoothing_entropy_over_log_C": entropy,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    atomic_write_json(run_dir / "prototypes.json", summary, indent=2)
+    if progress:
+        print(
+            f"prototypes: {summary['instances']} instances, {data.num_classes} classes "
+            f"({summary['classes_without_instances']} without instances), S' entropy/log C "
+            f"{entropy:.4f}, {summary['seconds']} s -> {path}"
+        )
+    return path
+
+
+@dataclass
+class TeacherResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    skipped_images: int
+    seconds: float
+
+
+def evaluate_model(
+    model: CascadeMaskRCNN, gt_json: str, image_root: str, device: torch.device, out_dir: Path, prefix: str
+) -> dict[str, float]:
+    """Predict on ``gt_json``'s images, write ``{prefix}_results.json`` and ``{prefix}_metrics.json``."""
+    gt = load_lvis(gt_json, image_root)
+    results, skipped = predict(model, gt, device=device)
+    atomic_write_json(out_dir / f"{prefix}_results.json", results)
+    evaluation = evaluate(gt_json, results, iou_type="segm", max_dets=300)
+    box = evaluate(gt_json, results, iou_type="bbox", max_dets=300)
+    payload: dict[str, Any] = evaluation.to_json()
+    payload["bbox_metrics"] = box.metrics
+    payload["skipped_images"] = len(skipped)
+    atomic_write_json(out_dir / f"{prefix}_metrics.json", payload, indent=2)
+    return dict(evaluation.metrics)
+
+
+def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
+    """Train the teacher as ``config`` says; evaluate it on ``data.val_json`` at the end."""
+    t0 = time.perf_counter()
+    dist, device = init_run(config)
+    run_dir = Path(config.run.run_dir)
+    data = load_train_data(config)
+    prototypes = None
+    if config.targets.kind == "similarity":
+        path = config.targets.prototypes
+        if path is None:
+            path = str(run_dir / "prototypes.safetensors")
+            if not Path(path).is_file():
+                compute_prototypes(config, progress=progress and dist.is_main)
+        if not Path(path).is_file():
+            raise ValueError(f"targets.prototypes: {path} is not a file")
+        prototypes = load_prototypes(Path(path))
+    targets = target_builder(config, data.num_classes, prototypes)
+
+    model = build_detector(config, data).to(device)
+    ids = sorted(data.images)
+    base = LvisDataset(data, ids)
+    t = config.data.repeat_factor_threshold
+    index_sampler: Sampler[int]
+    if t is not None:
+        factors = repeat_factors(data, ids, t)
+        index_sampler = RepeatFactorSampler(
+            factors, seed=config.train.seed, rank=dist.rank, world_size=dist.world_size
+        )
+    else:
+        index_sampler = DistributedSampler(
+            base, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.train.seed
+        )
+    source = LoaderSource(
+        AugmentedDataset(base, default_augmentation(config), config.train.seed),
+        batch_size=config.data.batch_size,
+        seed=config.train.seed,
+        dist=dist,
+        sampler=KeyedSampler(index_sampler, len(base)),
+        num_workers=config.data.workers,
+        collate_fn=collate,
+    )
+    skipped: list[Skipped] = []
+
+    def step_fn(m: torch.nn.Module, batch: tuple[list[Sample], list[Skipped]]) -> dict[str, torch.Tensor]:
+        samples, skips = batch
+        skipped.extend(skips)
+        if not samples:  # every image of the batch was unreadable: a zero loss keeps ranks in step
+            return {"loss_empty": sum(p.sum() * 0.0 for p in m.parameters())}  # type: ignore[dict-item]
+        losses = m(images_of(samples, device), training_targets(samples, targets, device))
+        assert isinstance(losses, dict)
+        return losses
+
+    trainer = build_trainer(config, model=model, step_fn=step_fn, data=source, dist=dist, progress=progress)
+    trainer.train()
+    final = trainer.model
+    assert isinstance(final, CascadeMaskRCNN)
+    metrics: dict[str, float] = {}
+    if dist.is_main:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
+        atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
+        metrics = evaluate_model(final, config.data.val_json, config.data.image_root, device, run_dir, "val")
+        summary = {
+            "metrics": metrics,
+            "skipped_images": len(skipped),
+            "targets": config.targets.kind,
+            "frequency_groups": _group_sizes(data),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        atomic_write_json(run_dir / "teacher.json", summary, indent=2)
+    return TeacherResult(run_dir, metrics, len(skipped), time.perf_counter() - t0)
+
+
+def _group_sizes(data: LvisData) -> dict[str, int]:
+    groups = frequency_groups(data)
+    return {g: sum(1 for v in groups.values() if v == g) for g in ("r", "c", "f")}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    keys = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+    return "  ".join(f"{k} {100 * metrics[k]:.1f}" if metrics.get(k, -1) >= 0 else f"{k} -" for k in keys)
