@@ -1,0 +1,105 @@
+"""The teacher stage end to end on the `tiny` benchmark: a few steps, real files, real evaluator."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tailteacher.cli import main
+from tailteacher.data.synth import generate
+
+CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    generate("tiny", 0, out)
+    return out
+
+
+def overrides(data: Path, run: Path, kind: str) -> list[str]:
+    return [
+        f"--set=data.train_json={data}/train.json",
+        f"--set=data.val_json={data}/val.json",
+        f"--set=data.image_root={data}/images",
+        "--set=data.image_size=64",
+        "--set=data.batch_size=4",
+        "--set=data.workers=0",
+        "--set=model.image_min_size=64",
+        "--set=model.image_max_size=64",
+        "--set=model.roi_batch_size_per_image=64",
+        f"--set=targets.kind={kind}",
+        "--set=train.max_steps=3",
+        "--set=train.warmup_steps=1",
+        "--set=train.checkpoint_every=2",
+        f"--set=run.run_dir={run}",
+    ]
+
+
+def test_train_teacher_with_similarity_targets_then_predict_and_evaluate(tiny, tmp_path, capsys):
+    run = tmp_path / "teacher"
+    assert main(["train-teacher", str(CONFIG), *overrides(tiny, run, "similarity")]) == 0
+    out = capsys.readouterr().out
+    assert "teacher (mask AP on val): AP" in out
+    for name in (
+        "config.yaml",
+        "prototypes.safetensors",
+        "nearest_classes.md",
+        "model_final.safetensors",
+        "val_results.json",
+        "val_metrics.json",
+        "teacher.json",
+        "metrics.jsonl",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "teacher.json").read_text())
+    assert summary["frequency_groups"] == {"r": 5, "c": 5, "f": 2} and summary["skipped_images"] == 0
+    assert set(summary["metrics"]) >= {"AP", "APr", "APc", "APf"}
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 3
+
+    results = tmp_path / "results.json"
+    args = [
+        "predict",
+        str(CONFIG),
+        *overrides(tiny, run, "similarity"),
+        "--checkpoint",
+        str(run / "model_final.safetensors"),
+        "--data",
+        str(tiny / "val.json"),
+        "--out",
+        str(results),
+    ]
+    assert main(args) == 0
+    # The same weights on the same images give the same detections as the teacher's own evaluation.
+    assert json.loads(results.read_text()) == json.loads((run / "val_results.json").read_text())
+    metrics = tmp_path / "m.json"
+    assert (
+        main(["evaluate", "--gt", str(tiny / "val.json"), "--results", str(results), "--out", str(metrics)])
+        == 0
+    )
+    ours = json.loads(metrics.read_text())["metrics"]["AP"]
+    assert ours == pytest.approx(summary["metrics"]["AP"], abs=1e-12)
+
+
+def test_bad_config_key_and_bad_checkpoint_exit_2(tiny, tmp_path, capsys):
+    assert main(["train-teacher", str(CONFIG), "--set", "train.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "train.lrr" in err and "Traceback" not in err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    args = [
+        "predict",
+        str(CONFIG),
+        *overrides(tiny, tmp_path / "r", "onehot"),
+        "--checkpoint",
+        str(bad),
+        "--data",
+        str(tiny / "val.json"),
+        "--out",
+        str(tmp_path / "x.json"),
+    ]
+    assert main(args) == 2
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
