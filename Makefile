@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # elsewhere set TORCH_PKGS, e.g. `make test TORCH_PKGS="torch==2.9.1 torchvision==0.24.1"`.
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-all lint format typecheck demo bench clean
+.PHONY: install test test-all lint format typecheck demo teacher-demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,15 @@ format: install
 demo: install
 	$(VENV)/bin/tailteacher labels-demo
 
+# The embedded benchmark's demo preset, then the teacher on it (CPU, ~15-20 min on 2 cores).
+teacher-demo: install
+	$(VENV)/bin/tailteacher synth --preset demo --seed 0 --out runs/data/demo --overwrite
+	$(VENV)/bin/tailteacher train-teacher configs/demo.yaml
+
 bench: install
 	$(PY) benchmarks/bench_labels.py
+	$(PY) benchmarks/bench_eval.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_model.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
