@@ -102,3 +102,25 @@ def test_cli_reports_bad_file_with_exit_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad}: annotation id=1: bbox: expected a positive width and height" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_classes_follow_category_ids_not_file_order(tmp_path):
+    from tailteacher.evaluation import load_ground_truth
+
+    path = write(tmp_path, mutated(tiny_lvis(), lambda d: d["categories"].reverse()), with_images=False)
+    data = load_lvis(path)
+    assert data.category_ids == [10, 20, 30]
+    # The evaluator numbers categories the same way, so its per-class Δ lines up with class k.
+    gt = load_ground_truth(path)
+    assert [int(c["id"]) for c in gt.categories] == data.category_ids
+
+
+def test_os_errors_are_messages_with_exit_2(tmp_path, capsys):
+    assert main(["split", "--train", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "Is a directory" in capsys.readouterr().err
+    path = write(tmp_path, tiny_lvis(), with_images=False)
+    assert main(["split", "--train", str(path), "--out", str(tmp_path)]) == 2
+    assert "would overwrite --train" in capsys.readouterr().err
+    assert main(["split", "--train", str(path), "--out", "/proc/forbidden"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/forbidden" in err and "Traceback" not in err

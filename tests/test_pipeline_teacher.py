@@ -103,3 +103,16 @@ def test_bad_config_key_and_bad_checkpoint_exit_2(tiny, tmp_path, capsys):
     assert main(args) == 2
     assert "is not a readable checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_wrong_image_root_stops_before_training(tiny, tmp_path, capsys):
+    args = [
+        "train-teacher",
+        str(CONFIG),
+        *overrides(tiny, tmp_path / "r", "onehot"),
+        f"--set=data.image_root={tmp_path}",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "file not found" in err and "image id=" in err
+    assert not (tmp_path / "r" / "checkpoints").exists()

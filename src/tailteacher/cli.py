@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # InputError is a ValueError
         print(f"tailteacher {args.command}: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a folder given for a file, an unwritable --out, a full disk
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"tailteacher {args.command}: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.heldout < 1:
         raise ValueError(f"--heldout: expected a fraction in (0, 1), got {args.heldout}")
+    if (args.out / "train.json").resolve() == args.train.resolve():
+        raise ValueError(
+            f"--out: {args.out}/train.json would overwrite --train {args.train}; choose another folder"
+        )
     data = load_lvis(args.train)
     report = write_split(data, args.out, args.heldout, args.seed)
     print("\n".join(report.lines()))

@@ -29,8 +29,10 @@ BOX_TOLERANCE = 1.0
 class LvisData:
     """A validated LVIS/COCO instance file.
 
-    ``categories`` keep the file's order; ``category_ids[k]`` is the id of contiguous class k
-    (the index every tensor in the project uses), ``class_index[id]`` the reverse.
+    ``categories`` are sorted by id; ``category_ids[k]`` is the id of contiguous class k (the
+    index every tensor in the project uses), ``class_index[id]`` the reverse. Sorting by id, not
+    keeping the file's order, makes class k the same class here and in ``tailteacher.evaluation``
+    (whose per-class Δ feeds Eq. 5) whatever order a file lists its categories in.
     """
 
     path: Path
@@ -337,6 +339,7 @@ def load_lvis(
     _check_federated_lists(rep, images, category_ids)
     if rep.problems:
         raise InputError(rep.problems)
+    categories = sorted(categories, key=lambda c: int(c["id"]))
     root = Path(image_root) if image_root is not None else None
     data = LvisData(p, root, images, annotations, categories, raw)
     if check_images:

@@ -141,4 +141,11 @@ def load_prototypes(path: Path) -> dict[str, torch.Tensor]:
     """The tensors written by ``save_prototypes`` (safetensors: no code runs on load)."""
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # SafetensorError is no OSError/ValueError: name the file instead
+        raise ValueError(f"{path}: not a readable prototypes file ({err})") from None
+    missing = {"prototypes", "counts"} - set(tensors)
+    if missing:
+        raise ValueError(f"{path}: missing tensors {sorted(missing)} (written by `tailteacher prototypes`?)")
+    return tensors

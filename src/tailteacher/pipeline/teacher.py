@@ -18,11 +18,12 @@ from torch.utils.data import DistributedSampler, Sampler
 
 from ..data.dataset import LvisDataset, Sample, Skipped, collate
 from ..data.frequency import frequency_groups
-from ..data.lvis_json import LvisData, load_lvis
+from ..data.lvis_json import LvisData, check_image_files, load_lvis
 from ..data.sampling import RepeatFactorSampler, repeat_factors
 from ..engine import LoaderSource, build_trainer, init_run
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
+from ..errors import InputError
 from ..evaluation import evaluate
 from ..io import atomic_write_bytes, atomic_write_json
 from ..modeling import CascadeMaskRCNN
@@ -136,6 +137,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     dist, device = init_run(config)
     run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
+    _check_some_images(data)
     prototypes = None
     if config.targets.kind == "similarity":
         path = config.targets.prototypes
@@ -202,6 +204,14 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         }
         atomic_write_json(run_dir / "teacher.json", summary, indent=2)
     return TeacherResult(run_dir, metrics, len(skipped), time.perf_counter() - t0)
+
+
+def _check_some_images(data: LvisData, sample: int = 16) -> None:
+    """Open the first ``sample`` images: a wrong ``data.image_root`` should stop the run at once,
+    not train for an hour on batches that are all skipped."""
+    problems = check_image_files(data, sorted(data.images)[:sample])
+    if problems:
+        raise InputError(problems)
 
 
 def _group_sizes(data: LvisData) -> dict[str, int]:
