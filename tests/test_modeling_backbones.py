@@ -184,3 +184,19 @@ def test_eva02_patch14_checkpoint_loads_into_the_patch16_pyramid(tmp_path: Path)
     losses = model([torch.rand(3, 64, 96)], [target])
     assert isinstance(losses, dict)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_embed_gives_trunk_features_at_stride_16_for_prototypes():
+    import torch
+
+    from tailteacher.modeling import ModelConfig, build_model
+
+    for cfg in (
+        ModelConfig(num_classes=3),
+        ModelConfig(num_classes=3, backbone="vit_tiny_patch16_224", min_size=64, max_size=64),
+    ):
+        backbone = build_model(cfg).backbone.eval()
+        features, stride = backbone.embed(torch.rand(1, 3, 64, 64))
+        assert stride == 16.0 and features.shape[-2:] == (4, 4)
+        # The trunk's own width (ResNet-18 C4: 256, ViT-tiny: 192), not the pyramid's 64 channels.
+        assert features.shape[1] in (256, 192)

@@ -51,6 +51,11 @@ class DetectionBackbone(nn.Module):
         """True for checkpoint keys of parts a detector drops (a classification head)."""
         return False
 
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Features of the (pretrained) trunk alone, for class prototypes (Eq. 1): the pyramid on
+        top of it is new, random-init detection weights. Returns ([N, D, h, w], stride)."""
+        raise NotImplementedError
+
 
 class ResNetFPN(DetectionBackbone):
     """torchvision ResNet (C2–C5) + FeaturePyramidNetwork with a max-pooled P6 ("pool")."""
@@ -75,6 +80,10 @@ class ResNetFPN(DetectionBackbone):
     def ignored_checkpoint_keys(self, key: str) -> bool:
         # An ImageNet ResNet checkpoint carries its classifier; the detector has none.
         return key.startswith("fc.")
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, float]:
+        # C4 at stride 16, as the ViT trunk's last block: the deepest level small objects survive.
+        return self.trunk(images)["2"], 16.0
 
 
 def resnet_fpn(name: str, *, out_channels: int, frozen_norm: bool) -> ResNetFPN:

@@ -92,10 +92,13 @@ class ViTPyramid(DetectionBackbone):
         self.image_std = image_std
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        pyramid: OrderedDict[str, torch.Tensor] = self.pyramid(self.embed(images)[0])
+        return pyramid
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, float]:
         intermediates = cast(Callable[..., list[torch.Tensor]], self.trunk.forward_intermediates)
         last = intermediates(images, indices=1, output_fmt="NCHW", intermediates_only=True)[-1]
-        pyramid: OrderedDict[str, torch.Tensor] = self.pyramid(last)
-        return pyramid
+        return last, 16.0
 
     def prepare_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # timm's own converter for this architecture (the one its pretrained loading uses): it maps

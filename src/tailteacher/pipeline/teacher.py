@@ -65,8 +65,9 @@ def _prototype_batches(
 
 
 def compute_prototypes(config: Config, checkpoint: str | None = None, progress: bool = True) -> Path:
-    """Eq. 1–2 from the detector's backbone (its ``model.weights``, or a trained detector's
-    ``checkpoint``), pooled inside every labeled box at the finest pyramid level (stride 4).
+    """Eq. 1–2 from the detector's backbone trunk (its ``model.weights``, or a trained detector's
+    ``checkpoint``) — not the random-init pyramid on top — pooled inside every labeled box at
+    stride 16 (ResNet C4, the ViT's last block).
     Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
     data = load_train_data(config)
     model = build_detector(config, data)
@@ -77,7 +78,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
 
     def features(images: torch.Tensor) -> tuple[torch.Tensor, float]:
-        return backbone((images - mean) / std)["0"], 4.0
+        return backbone.embed((images - mean) / std)
 
     t0 = time.perf_counter()
     acc = accumulate_prototypes(_prototype_batches(data, config.data.batch_size), features, data.num_classes)
