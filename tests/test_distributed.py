@@ -1,7 +1,5 @@
 """Real torchrun, two gloo processes on CPU: reduced accumulators equal one process."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,23 +11,12 @@ from tailteacher.labels import ccece, class_prototypes, expected_calibration_err
 HELPER = Path(__file__).parent / "helpers" / "dist_accumulate.py"
 sys.path.insert(0, str(HELPER.parent))
 import dist_accumulate  # noqa: E402
+from torchrun import torchrun  # noqa: E402
 
 
 @pytest.mark.distributed
 def test_two_process_reduction_equals_single_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        str(HELPER),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(HELPER, str(tmp_path))
 
     data = dist_accumulate.global_data()
     ref_protos, ref_counts = class_prototypes(data["embeddings"], data["labels"], dist_accumulate.C)

@@ -1,7 +1,5 @@
 """DDP under real torchrun (2 gloo processes on CPU) equals one process with the same global batch."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,23 +9,12 @@ import torch
 HELPERS = Path(__file__).parent / "helpers"
 sys.path.insert(0, str(HELPERS))
 import engine_toy  # noqa: E402
+from torchrun import torchrun  # noqa: E402
 
 
 @pytest.mark.distributed
 def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        str(HELPERS / "engine_ddp.py"),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(HELPERS / "engine_ddp.py", str(tmp_path))
 
     torch.set_num_threads(1)
     single, recorder = engine_toy.sgd_trainer(batch_size=8, steps=12)

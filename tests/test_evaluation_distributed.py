@@ -1,8 +1,6 @@
 """Real torchrun, two gloo processes: every rank gets the metrics of all ranks' detections."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,16 +11,12 @@ from tailteacher.evaluation import evaluate, evaluate_distributed
 HELPER = Path(__file__).parent / "helpers" / "dist_evaluate.py"
 sys.path.insert(0, str(HELPER.parent))
 import dist_evaluate  # noqa: E402
+from torchrun import torchrun  # noqa: E402
 
 
 @pytest.mark.distributed
 def test_every_rank_gets_the_single_process_metrics(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(HELPER), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(HELPER, str(tmp_path))
 
     gt, results = dist_evaluate.case()
     for rank in (0, 1):
