@@ -35,3 +35,24 @@ def test_evaluate_writes_metrics_and_plot(tmp_path, capsys, iou_type):
 def test_max_dets_must_be_positive(tmp_path, capsys):
     assert main(["evaluate", "--gt", "x.json", "--results", "y.json", "--max-dets", "0"]) == 2
     assert "--max-dets" in capsys.readouterr().err
+
+
+def test_an_unwritable_plot_path_stops_before_anything_is_written(tmp_path, capsys):
+    gt, results = hand_case()
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(results))
+    out = tmp_path / "metrics.json"
+    args = [
+        "evaluate",
+        "--gt",
+        str(gt_path),
+        "--results",
+        str(res_path),
+        "--out",
+        str(out),
+        "--plot",
+        str(tmp_path),
+    ]
+    assert main(args) == 2
+    assert "--plot" in capsys.readouterr().err and not out.exists()

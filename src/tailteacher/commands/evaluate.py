@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .. import io
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_dets < 1:
         raise ValueError(f"--max-dets: expected a positive integer, got {args.max_dets}")
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        # Refuse an output that cannot be written before writing the other one.
+        if path and Path(path).is_dir():
+            raise ValueError(f"{flag}: {path} is a folder; expected a file path")
     result = evaluate(args.gt, args.results, iou_type=args.iou_type, max_dets=args.max_dets)
     print(f"LVIS {args.iou_type} evaluation, top {args.max_dets} detections per image (AP in %)")
     print(format_table(result.metrics, result.per_category if args.per_class else None))

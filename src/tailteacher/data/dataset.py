@@ -9,7 +9,7 @@ Shapes (one image):  H, W  image size     N  instances     classes are contiguou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,18 +61,13 @@ class LvisDataset(Dataset[Sample | Skipped]):
     Args:
         data: a validated file with an image root.
         image_ids: which images, in this order (default: all, sorted by id).
-        transform: optional callable applied to each ``Sample`` (augmentations).
+
+    Augmentations wrap it (``pipeline.detector.AugmentedDataset``), seeded per draw.
     """
 
-    def __init__(
-        self,
-        data: LvisData,
-        image_ids: Sequence[int] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
-    ) -> None:
+    def __init__(self, data: LvisData, image_ids: Sequence[int] | None = None) -> None:
         self.data = data
         self.image_ids = list(image_ids) if image_ids is not None else sorted(data.images)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -98,7 +93,7 @@ class LvisDataset(Dataset[Sample | Skipped]):
         anns = self.data.anns_by_image.get(iid, [])
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
-        sample = Sample(
+        return Sample(
             image_id=iid,
             image=tv_tensors.Image(pixels),
             boxes=tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(h, w)),
@@ -107,7 +102,6 @@ class LvisDataset(Dataset[Sample | Skipped]):
             ),
             masks=tv_tensors.Mask(torch.from_numpy(decode_masks(anns, h, w))),
         )
-        return self.transform(sample) if self.transform is not None else sample
 
 
 def collate(batch: Sequence[Sample | Skipped]) -> tuple[list[Sample], list[Skipped]]:

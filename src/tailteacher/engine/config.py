@@ -57,8 +57,14 @@ class ModelConfig(StrictModel):
         default=300, gt=0, description="detections kept per image (LVIS AP: 300)"
     )
     score_threshold: float = Field(
-        default=0.0001, ge=0, le=1, description="detections below this score are dropped"
+        default=0.0001, ge=0, lt=1, description="detections below this score are dropped"
     )
+    resnet_norm: Literal["batch", "frozen_batch"] = Field(
+        default="batch", description="ResNet norm: batch (random init) or frozen_batch (pretrained trunk)"
+    )
+    box_head_dim: int = Field(default=256, gt=0, description="width of each cascade stage's 2×FC box head")
+    mask_head_channels: int = Field(default=64, gt=0, description="channels of the mask head's convolutions")
+    mask_head_convs: int = Field(default=2, gt=0, description="3×3 convolutions in the mask head")
     roi_batch_size_per_image: int = Field(
         default=512, gt=0, description="RoIs sampled per image for the first cascade stage (CPU: 128)"
     )

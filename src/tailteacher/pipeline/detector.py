@@ -40,6 +40,10 @@ def model_config(config: Config, num_classes: int, class_frequencies: Sequence[f
         classifier=m.classifier,
         class_frequencies=tuple(float(f) for f in class_frequencies) if m.classifier == "sigmoid" else None,
         roi_batch_size_per_image=m.roi_batch_size_per_image,
+        resnet_norm=m.resnet_norm,
+        box_head_dim=m.box_head_dim,
+        mask_head_channels=m.mask_head_channels,
+        mask_head_convs=m.mask_head_convs,
         detections_per_image=m.detections_per_image,
         score_threshold=m.score_threshold,
     )

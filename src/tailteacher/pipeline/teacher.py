@@ -187,7 +187,8 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
 
     trainer = build_trainer(config, model=model, step_fn=step_fn, data=source, dist=dist, progress=progress)
     trainer.train()
-    final = trainer.model
+    # With train.ema_momentum set, the averaged weights are the teacher (what EMA is kept for).
+    final = trainer.get_hook("EMAHook").ema if config.train.ema_momentum is not None else trainer.model  # type: ignore[attr-defined]
     assert isinstance(final, CascadeMaskRCNN)
     metrics: dict[str, float] = {}
     if dist.is_main:
