@@ -16,6 +16,7 @@ FILES = {
     "reliability_r.png",
     "reliability_c.png",
     "reliability_f.png",
+    "delta.safetensors",
 }
 
 
@@ -39,7 +40,11 @@ def test_writes_json_and_diagrams(tmp_path, capsys, iou_type):
     assert data["ece"] == pytest.approx({"all": 0.375, "r": 0.5, "c": 0.3, "f": 0.3625})
     assert data["num_detections"] == {"all": 6, "r": 1, "c": 1, "f": 4}
     assert [c["id"] for c in data["categories"]] == [1, 2, 3]
-    for name in FILES - {"calibration.json"}:
+    # Δ for Eq. 5 as a tensor in class order (categories sorted by id), the same numbers.
+    from safetensors.torch import load_file
+
+    assert load_file(str(out / "delta.safetensors"))["delta"].tolist() == pytest.approx([-0.0125, -0.5, -0.3])
+    for name in FILES - {"calibration.json", "delta.safetensors"}:
         with Image.open(out / name) as im:
             assert im.format == "PNG" and im.size == RELIABILITY_SIZE
     printed = capsys.readouterr().out

@@ -15,12 +15,14 @@ CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     generate("tiny", 0, out)
+    assert main(["split", "--train", str(out / "train.json"), "--out", str(out / "split")]) == 0
     return out
 
 
 def overrides(data: Path, run: Path, kind: str) -> list[str]:
     return [
-        f"--set=data.train_json={data}/train.json",
+        f"--set=data.train_json={data}/split/train.json",
+        f"--set=data.heldout_json={data}/split/heldout.json",
         f"--set=data.val_json={data}/val.json",
         f"--set=data.image_root={data}/images",
         "--set=data.image_size=64",
@@ -55,6 +57,7 @@ def test_train_teacher_with_similarity_targets_then_predict_and_evaluate(tiny, t
         assert (run / name).is_file(), name
     summary = json.loads((run / "teacher.json").read_text())
     assert summary["frequency_groups"] == {"r": 5, "c": 5, "f": 2} and summary["skipped_images"] == 0
+    assert summary["metrics"]["AP"] >= 0
     assert set(summary["metrics"]) >= {"AP", "APr", "APc", "APf"}
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 3
@@ -81,6 +84,18 @@ def test_train_teacher_with_similarity_targets_then_predict_and_evaluate(tiny, t
     )
     ours = json.loads(metrics.read_text())["metrics"]["AP"]
     assert ours == pytest.approx(summary["metrics"]["AP"], abs=1e-12)
+
+    # Eq. 4 on the held-out split, with the teacher's own scores.
+    assert main(["calibrate", str(CONFIG), *overrides(tiny, run, "similarity")]) == 0
+    assert "ECE" in capsys.readouterr().out
+    calib = json.loads((run / "calibration" / "calibration.json").read_text())
+    from safetensors.torch import load_file
+
+    delta = load_file(str(run / "calibration" / "delta.safetensors"))["delta"]
+    assert delta.shape == (12,) and bool((delta.abs() <= 1).all())
+    assert delta.tolist() == pytest.approx([calib["delta"][str(i)] for i in range(1, 13)], abs=1e-6)
+    for name in ("heldout_results.json", "reliability_all.png", "reliability_r.png"):
+        assert (run / "calibration" / name).is_file()
 
 
 def test_bad_config_key_and_bad_checkpoint_exit_2(tiny, tmp_path, capsys):
@@ -116,3 +131,13 @@ def test_wrong_image_root_stops_before_training(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "file not found" in err and "image id=" in err
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_calibrate_refuses_a_heldout_split_that_overlaps_training(tiny, tmp_path, capsys):
+    args = [
+        *overrides(tiny, tmp_path / "r", "onehot"),
+        f"--set=data.heldout_json={tiny}/train.json",
+        f"--set=data.train_json={tiny}/train.json",
+    ]
+    assert main(["calibrate", str(CONFIG), *args, "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "also in data.train_json" in capsys.readouterr().err

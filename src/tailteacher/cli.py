@@ -21,6 +21,7 @@ COMMANDS = (
     "prototypes",
     "train_teacher",
     "predict",
+    "calibrate",
 )
 
 

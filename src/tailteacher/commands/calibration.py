@@ -6,15 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .. import io
-
-DIAGRAMS = {
-    "all": "all categories",
-    "r": "rare categories",
-    "c": "common categories",
-    "f": "frequent categories",
-}
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -39,8 +30,7 @@ def _fmt(v: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import calibration_report, detection_samples, load_ground_truth
-    from ..evaluation.plots import plot_reliability
+    from ..evaluation.report import DIAGRAMS, write_calibration
 
     if args.num_bins < 1:
         raise ValueError(f"--num-bins: expected a positive integer, got {args.num_bins}")
@@ -49,26 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} exists and is not a folder")
-    gt = load_ground_truth(args.gt)
-    samples = detection_samples(gt, args.results, iou_type=args.iou_type, max_dets=args.max_dets)
-    report = calibration_report(gt, samples, num_bins=args.num_bins)
-    payload = {
-        "ground_truth": str(args.gt),
-        "results": str(args.results),
-        "iou_type": args.iou_type,
-        "iou_threshold": 0.5,
-        "max_dets": args.max_dets,
-        **report.to_json(gt.categories),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_json(out / "calibration.json", payload, indent=1)
-    for group, title in DIAGRAMS.items():
-        plot_reliability(
-            report.reliability(group),
-            out / f"reliability_{group}.png",
-            title=f"{args.iou_type}: {title}",
-            ece=report.ece(group),
-        )
+    report = write_calibration(args.gt, args.results, out, args.iou_type, args.num_bins, args.max_dets)
     print(f"{'group':>6}  {'#det':>8}  {'#correct':>8}  {'ECE':>7}")
     for group in DIAGRAMS:
         print(
