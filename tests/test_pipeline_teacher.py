@@ -97,6 +97,23 @@ def test_train_teacher_with_similarity_targets_then_predict_and_evaluate(tiny, t
     for name in ("heldout_results.json", "reliability_all.png", "reliability_r.png"):
         assert (run / "calibration" / name).is_file()
 
+    # The student: labeled + unlabeled images with calibrated pseudo-labels (Eq. 5), 2 steps.
+    student = tmp_path / "student"
+    args = [
+        *overrides(tiny, student, "onehot"),
+        f"--set=data.unlabeled_json={tiny}/unlabeled.json",
+        "--set=train.max_steps=2",
+        f"--set=student={{teacher_checkpoint: {run}/model_final.safetensors, "
+        f"delta: {run}/calibration/delta.safetensors, pseudo_labels: calibrated, box_threshold: 0.05, "
+        "unlabeled_batch_size: 2}",
+    ]
+    assert main(["train-student", str(CONFIG), *args]) == 0
+    assert "student (mask AP on val): AP" in capsys.readouterr().out
+    logged = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
+    assert any(k.startswith("unsup_loss_cls_stage0") for k in logged[-1])
+    assert any(k.startswith("sup_loss_mask") for k in logged[-1])
+    assert json.loads((student / "student.json").read_text())["pseudo_labels"] == "calibrated"
+
 
 def test_bad_config_key_and_bad_checkpoint_exit_2(tiny, tmp_path, capsys):
     assert main(["train-teacher", str(CONFIG), "--set", "train.lrr=1"]) == 2

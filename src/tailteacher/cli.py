@@ -22,6 +22,7 @@ COMMANDS = (
     "train_teacher",
     "predict",
     "calibrate",
+    "train_student",
 )
 
 

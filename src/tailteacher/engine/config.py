@@ -154,6 +154,34 @@ class RunConfig(StrictModel):
     )
 
 
+class StudentConfig(StrictModel):
+    pseudo_labels: Literal["onehot", "soft", "calibrated"] = Field(
+        default="calibrated", description="onehot (baseline, τ on the top score), soft, or calibrated (Eq. 5)"
+    )
+    teacher_checkpoint: str = Field(description="the trained teacher's weights (model_final.safetensors)")
+    delta: str | None = Field(
+        default=None, description="delta.safetensors from `tailteacher calibrate` (required by calibrated)"
+    )
+    lam: float = Field(default=2.0, description="λ of Eq. 5")
+    support: Literal["all", "nonzero"] = Field(default="all", description="where Eq. 5 adds λΔ")
+    box_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="keep pseudo-boxes whose (corrected) top score ≥ this; null: per mode",
+    )
+    top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
+    unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
+    unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
+    unsup_box_loss: bool = Field(
+        default=True, description="train box regression on pseudo-boxes (off: classification and masks only)"
+    )
+    teacher: Literal["frozen", "ema"] = Field(
+        default="frozen", description="frozen teacher, or an EMA of the student"
+    )
+    teacher_momentum: float = Field(default=0.999, gt=0, lt=1, description="EMA momentum when teacher=ema")
+
+
 class Config(StrictModel):
     """The whole configuration of one training run."""
 
@@ -162,3 +190,4 @@ class Config(StrictModel):
     targets: TargetsConfig = TargetsConfig()
     train: TrainConfig
     run: RunConfig
+    student: StudentConfig | None = None

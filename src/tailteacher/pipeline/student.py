@@ -1,0 +1,246 @@
+"""Stage "student": labeled images plus unlabeled images with the teacher's pseudo-labels.
+
+Each step takes a batch of labeled images (weak views, targets as for the teacher) and a batch of
+unlabeled images. The teacher sees a weak view of each unlabeled image; its detections become
+pseudo-labels (one-hot, soft, or calibrated by Eq. 5) mapped into the strong view the student
+sees. loss = supervised + w · unsupervised, each term logged apart (``sup_*``, ``unsup_*``).
+
+The teacher is frozen, or an EMA of the student (its EMA hook writes into the teacher module).
+Pseudo-labels are made online per batch; nothing dense over the pool is ever stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from ..data.dataset import LvisDataset, Skipped, collate
+from ..data.lvis_json import load_lvis
+from ..data.transforms import View, strong_augmentation, weak_augmentation, weak_strong_views
+from ..engine import LoaderSource, build_trainer, init_run
+from ..engine.config import Config, StudentConfig
+from ..engine.hooks import EMAHook
+from ..io import atomic_write_bytes, atomic_write_json
+from ..modeling import CascadeMaskRCNN
+from .detector import (
+    AugmentedDataset,
+    KeyedSampler,
+    build_detector,
+    default_augmentation,
+    load_detector_weights,
+    load_train_data,
+    target_builder,
+    training_targets,
+)
+from .prototypes import load_prototypes
+from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from .teacher import evaluate_model
+
+
+@dataclass
+class UnlabeledPair:
+    image_id: int
+    weak: View
+    strong: View
+
+
+class UnlabeledViews(Dataset[UnlabeledPair | Skipped]):
+    """A weak and a strong view of each unlabeled image, seeded per draw (see ``KeyedSampler``)."""
+
+    def __init__(self, base: LvisDataset, seed: int, short_side: int | None) -> None:
+        self.base, self.seed = base, seed
+        self.weak, self.strong = (
+            weak_augmentation(short_side=short_side),
+            strong_augmentation(short_side=short_side),
+        )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, keyed: int) -> UnlabeledPair | Skipped:
+        key, index = divmod(keyed, len(self.base))
+        item = self.base[index]
+        if isinstance(item, Skipped):
+            return item
+        g = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, 1, key, index]).generate_state(1)[0])
+        )
+        weak, strong = weak_strong_views(item.image, generator=g, weak=self.weak, strong=self.strong)
+        return UnlabeledPair(item.image_id, weak, strong)
+
+
+def collate_unlabeled(batch: list[UnlabeledPair | Skipped]) -> tuple[list[UnlabeledPair], list[Skipped]]:
+    return [b for b in batch if isinstance(b, UnlabeledPair)], [b for b in batch if isinstance(b, Skipped)]
+
+
+class PairedSource:
+    """Labeled batches zipped with unlabeled ones; the unlabeled stream's position follows from the
+    labeled one (epoch · batches per epoch + start), so a resumed run sees the same pairs."""
+
+    def __init__(self, labeled: LoaderSource, unlabeled: LoaderSource) -> None:
+        if len(unlabeled) < 1:
+            raise ValueError("data.unlabeled_json: fewer unlabeled images than one unlabeled batch")
+        self.labeled, self.unlabeled = labeled, unlabeled
+
+    def __len__(self) -> int:
+        return len(self.labeled)
+
+    def batches(self, epoch: int, start: int) -> Iterator[Any]:
+        u_epoch, u_start = divmod(epoch * len(self.labeled) + start, len(self.unlabeled))
+        stream = self.unlabeled.batches(u_epoch, u_start)
+        for lab in self.labeled.batches(epoch, start):
+            try:
+                unl = next(stream)
+            except StopIteration:
+                u_epoch += 1
+                stream = self.unlabeled.batches(u_epoch, 0)
+                unl = next(stream)
+            yield lab, unl
+
+
+def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
+    return PseudoLabelConfig(
+        mode=s.pseudo_labels, box_threshold=s.box_threshold, top_k=s.top_k, lam=s.lam, support=s.support
+    )
+
+
+def _view_image(view: View, device: torch.device) -> torch.Tensor:
+    return view.image.as_subclass(torch.Tensor).float().to(device)
+
+
+@dataclass
+class StudentResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    seconds: float
+
+
+def train_student(config: Config, *, progress: bool = True) -> StudentResult:
+    """Train the student as ``config.student`` says; evaluate it on ``data.val_json`` at the end."""
+    t0 = time.perf_counter()
+    s = config.student
+    if s is None:
+        raise ValueError("student: the config has no student section")
+    if config.data.unlabeled_json is None:
+        raise ValueError("data.unlabeled_json: the student needs unlabeled images")
+    delta = None
+    if s.pseudo_labels == "calibrated":
+        if s.delta is None:
+            raise ValueError(
+                "student.delta: pseudo_labels=calibrated needs delta.safetensors (`tailteacher calibrate`)"
+            )
+        from safetensors.torch import load_file
+
+        delta = load_file(s.delta)["delta"]
+    dist, device = init_run(config)
+    run_dir = Path(config.run.run_dir)
+    data = load_train_data(config)
+    if delta is not None and delta.shape != (data.num_classes,):
+        raise ValueError(f"student.delta: has {delta.shape[0]} classes, the data has {data.num_classes}")
+    prototypes = load_prototypes(Path(config.targets.prototypes)) if config.targets.prototypes else None
+    targets = target_builder(config, data.num_classes, prototypes)
+
+    teacher = build_detector(config, data)
+    load_detector_weights(teacher, s.teacher_checkpoint)
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    # The student starts from the teacher's weights: the CPU benchmark cannot afford a second
+    # training from scratch, and a self-training student usually starts there (docs/decisions.md).
+    student = copy.deepcopy(teacher).requires_grad_(True).train()
+
+    lab_base = LvisDataset(data)
+    labeled = LoaderSource(
+        AugmentedDataset(lab_base, default_augmentation(config), config.train.seed),
+        batch_size=config.data.batch_size,
+        seed=config.train.seed,
+        dist=dist,
+        sampler=KeyedSampler(
+            DistributedSampler(
+                lab_base, num_replicas=dist.world_size, rank=dist.rank, seed=config.train.seed
+            ),
+            len(lab_base),
+        ),
+        num_workers=config.data.workers,
+        collate_fn=collate,
+    )
+    pool = load_lvis(config.data.unlabeled_json, config.data.image_root, require_annotations=False)
+    unl_base = LvisDataset(pool)
+    unlabeled = LoaderSource(
+        UnlabeledViews(unl_base, config.train.seed, config.data.image_size),
+        batch_size=s.unlabeled_batch_size,
+        seed=config.train.seed + 1,
+        dist=dist,
+        sampler=KeyedSampler(
+            DistributedSampler(
+                unl_base, num_replicas=dist.world_size, rank=dist.rank, seed=config.train.seed
+            ),
+            len(unl_base),
+        ),
+        num_workers=config.data.workers,
+        collate_fn=collate_unlabeled,
+    )
+    plcfg = pseudo_label_config(s)
+    kept: list[int] = []
+
+    def step_fn(m: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        (lab, _), (unl, _) = batch
+        losses: dict[str, torch.Tensor] = {}
+        if lab:
+            images = [smp.image.as_subclass(torch.Tensor).float().to(device) for smp in lab]
+            sup = m(images, training_targets(lab, targets, device))
+            losses.update({f"sup_{k}": v for k, v in sup.items()})
+        if unl:
+            with torch.no_grad():
+                teacher.eval()
+                detections = teacher([_view_image(p.weak, device) for p in unl])
+            pseudo = [
+                make_pseudo_labels(d, plcfg, delta, p.weak.geometry, p.strong.geometry)
+                for d, p in zip(detections, unl, strict=True)
+            ]
+            kept.append(sum(int(t["boxes"].shape[0]) for t in pseudo))
+            unsup = m(
+                [_view_image(p.strong, device) for p in unl],
+                [{k: v.to(device) for k, v in t.items()} for t in pseudo],
+            )
+            for k, v in unsup.items():
+                if s.unsup_box_loss or "loss_box" not in k:
+                    losses[f"unsup_{k}"] = s.unsup_weight * v
+        if not losses:
+            losses["loss_empty"] = sum(p.sum() * 0.0 for p in m.parameters())  # type: ignore[assignment]
+        return losses
+
+    hooks = [EMAHook(student, s.teacher_momentum, target=teacher)] if s.teacher == "ema" else []
+    trainer = build_trainer(
+        config,
+        model=student.to(device),
+        step_fn=step_fn,
+        data=PairedSource(labeled, unlabeled),
+        dist=dist,
+        extra_hooks=hooks,
+        progress=progress,
+    )
+    trainer.train()
+    final = trainer.model
+    assert isinstance(final, CascadeMaskRCNN)
+    metrics: dict[str, float] = {}
+    if dist.is_main:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
+        atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
+        metrics = evaluate_model(final, config.data.val_json, config.data.image_root, device, run_dir, "val")
+        summary = {
+            "metrics": metrics,
+            "pseudo_labels": s.pseudo_labels,
+            "pseudo_boxes_per_unlabeled_image": sum(kept) / max(1, len(kept) * s.unlabeled_batch_size),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        atomic_write_json(run_dir / "student.json", summary, indent=2)
+    return StudentResult(run_dir, metrics, time.perf_counter() - t0)
