@@ -28,7 +28,7 @@ from ..data.transforms import View, strong_augmentation, weak_augmentation, weak
 from ..engine import LoaderSource, build_trainer, init_run
 from ..engine.config import Config, StudentConfig
 from ..engine.hooks import EMAHook
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
 from .detector import (
     AugmentedDataset,
@@ -42,7 +42,7 @@ from .detector import (
 )
 from .prototypes import load_prototypes
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
-from .teacher import evaluate_model
+from .teacher import save_and_evaluate
 
 
 @dataclass
@@ -231,11 +231,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     assert isinstance(final, CascadeMaskRCNN)
     metrics: dict[str, float] = {}
     if dist.is_main:
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
-        atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
-        metrics = evaluate_model(final, config.data.val_json, config.data.image_root, device, run_dir, "val")
+        metrics = save_and_evaluate(final, config, device)
         summary = {
             "metrics": metrics,
             "pseudo_labels": s.pseudo_labels,

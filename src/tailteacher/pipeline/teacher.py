@@ -116,6 +116,16 @@ class TeacherResult:
     seconds: float
 
 
+def save_and_evaluate(model: CascadeMaskRCNN, config: Config, device: torch.device) -> dict[str, float]:
+    """Write ``model_final.safetensors`` into the run folder and evaluate on ``data.val_json``."""
+    from safetensors.torch import save
+
+    run_dir = Path(config.run.run_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
+    return evaluate_model(model, config.data.val_json, config.data.image_root, device, run_dir, "val")
+
+
 def evaluate_model(
     model: CascadeMaskRCNN, gt_json: str, image_root: str, device: torch.device, out_dir: Path, prefix: str
 ) -> dict[str, float]:
@@ -192,11 +202,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     assert isinstance(final, CascadeMaskRCNN)
     metrics: dict[str, float] = {}
     if dist.is_main:
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
-        atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
-        metrics = evaluate_model(final, config.data.val_json, config.data.image_root, device, run_dir, "val")
+        metrics = save_and_evaluate(final, config, device)
         summary = {
             "metrics": metrics,
             "skipped_images": len(skipped),
