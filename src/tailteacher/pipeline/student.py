@@ -42,7 +42,7 @@ from .detector import (
 )
 from .prototypes import load_prototypes
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
-from .teacher import save_and_evaluate
+from .teacher import labeled_sampler, save_and_evaluate
 
 
 @dataclass
@@ -161,12 +161,9 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         batch_size=config.data.batch_size,
         seed=config.train.seed,
         dist=dist,
-        sampler=KeyedSampler(
-            DistributedSampler(
-                lab_base, num_replicas=dist.world_size, rank=dist.rank, seed=config.train.seed
-            ),
-            len(lab_base),
-        ),
+        # The teacher's sampling (repeat factors): without it rare classes all but vanish from the
+        # labeled batches of a short student run (measured on demo: APr 20.0 → 2.6 in 150 steps).
+        sampler=KeyedSampler(labeled_sampler(config, data, dist.rank, dist.world_size), len(lab_base)),
         num_workers=config.data.workers,
         collate_fn=collate,
     )

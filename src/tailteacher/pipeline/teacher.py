@@ -164,17 +164,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     model = build_detector(config, data).to(device)
     ids = sorted(data.images)
     base = LvisDataset(data, ids)
-    t = config.data.repeat_factor_threshold
-    index_sampler: Sampler[int]
-    if t is not None:
-        factors = repeat_factors(data, ids, t)
-        index_sampler = RepeatFactorSampler(
-            factors, seed=config.train.seed, rank=dist.rank, world_size=dist.world_size
-        )
-    else:
-        index_sampler = DistributedSampler(
-            base, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.train.seed
-        )
+    index_sampler = labeled_sampler(config, data, dist.rank, dist.world_size)
     source = LoaderSource(
         AugmentedDataset(base, default_augmentation(config), config.train.seed),
         batch_size=config.data.batch_size,
@@ -212,6 +202,19 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         }
         atomic_write_json(run_dir / "teacher.json", summary, indent=2)
     return TeacherResult(run_dir, metrics, len(skipped), time.perf_counter() - t0)
+
+
+def labeled_sampler(config: Config, data: LvisData, rank: int, world_size: int) -> Sampler[int]:
+    """Repeat-factor sampling (``data.repeat_factor_threshold``, the LVIS standard) or plain
+    shuffling, sharded by rank: for the teacher and for the student's labeled batches alike.
+    Indices are into ``LvisDataset(data)`` (images sorted by id)."""
+    t = config.data.repeat_factor_threshold
+    if t is None:
+        return DistributedSampler(
+            LvisDataset(data), num_replicas=world_size, rank=rank, shuffle=True, seed=config.train.seed
+        )
+    factors = repeat_factors(data, sorted(data.images), t)
+    return RepeatFactorSampler(factors, seed=config.train.seed, rank=rank, world_size=world_size)
 
 
 def _check_some_images(data: LvisData, sample: int = 16) -> None:
