@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, Sampler
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.frequency import image_counts
 from ..data.lvis_json import LvisData, load_lvis
-from ..data.transforms import Augmentation, weak_augmentation
+from ..data.transforms import Augmentation, to_float_image, weak_augmentation
 from ..engine.config import Config
 from ..labels import similarity_smoothing_matrix, smooth_targets, uniform_smooth_targets
 from ..modeling import CascadeMaskRCNN, ModelConfig, build_model
@@ -204,11 +204,7 @@ def training_targets(
 
 def images_of(samples: Sequence[Sample], device: torch.device) -> list[torch.Tensor]:
     """Float images in [0, 1] on ``device`` (uint8 samples are scaled)."""
-    out = []
-    for s in samples:
-        img = s.image.as_subclass(torch.Tensor)
-        out.append((img.float() / 255.0 if img.dtype == torch.uint8 else img.float()).to(device))
-    return out
+    return [to_float_image(s.image.as_subclass(torch.Tensor)).to(device) for s in samples]
 
 
 def default_augmentation(config: Config) -> Augmentation:

@@ -35,6 +35,7 @@ from .detector import (
     KeyedSampler,
     build_detector,
     default_augmentation,
+    images_of,
     load_detector_weights,
     load_train_data,
     target_builder,
@@ -113,7 +114,7 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
 
 
 def _view_image(view: View, device: torch.device) -> torch.Tensor:
-    return view.image.as_subclass(torch.Tensor).float().to(device)
+    return view.image.as_subclass(torch.Tensor).to(device)  # views are float32 in [0, 1] already
 
 
 @dataclass
@@ -190,8 +191,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         (lab, _), (unl, _) = batch
         losses: dict[str, torch.Tensor] = {}
         if lab:
-            images = [smp.image.as_subclass(torch.Tensor).float().to(device) for smp in lab]
-            sup = m(images, training_targets(lab, targets, device))
+            sup = m(images_of(lab, device), training_targets(lab, targets, device))
             losses.update({f"sup_{k}": v for k, v in sup.items()})
         if unl:
             with torch.no_grad():

@@ -162,8 +162,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     targets = target_builder(config, data.num_classes, prototypes)
 
     model = build_detector(config, data).to(device)
-    ids = sorted(data.images)
-    base = LvisDataset(data, ids)
+    base = LvisDataset(data)  # images sorted by id: the indices labeled_sampler draws
     index_sampler = labeled_sampler(config, data, dist.rank, dist.world_size)
     source = LoaderSource(
         AugmentedDataset(base, default_augmentation(config), config.train.seed),
