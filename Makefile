@@ -42,7 +42,7 @@ demo: install
 # The embedded benchmark's demo preset, then the teacher on it (CPU, ~15-20 min on 2 cores).
 teacher-demo: install
 	$(VENV)/bin/tailteacher synth --preset demo --seed 0 --out runs/data/demo --overwrite
-	$(VENV)/bin/tailteacher train-teacher configs/demo.yaml
+	$(VENV)/bin/tailteacher train-teacher demo
 
 bench: install
 	$(PY) benchmarks/bench_labels.py

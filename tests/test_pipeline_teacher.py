@@ -8,7 +8,7 @@ import pytest
 from tailteacher.cli import main
 from tailteacher.data.synth import generate
 
-CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
+CONFIG = Path(__file__).parents[1] / "src" / "tailteacher" / "configs" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -87,8 +87,21 @@ def test_soft_uses_the_teacher_row_after_top_k() -> None:
     assert_close(out["class_targets"], ROWS[[0, 2]])
 
 
-def test_calibrated_is_eq5_then_top_k_thresholded_on_the_corrected_score() -> None:
+def test_calibrated_thresholds_the_teachers_score_and_teaches_the_corrected_row() -> None:
     out = run(PseudoLabelConfig(mode="calibrated", box_threshold=0.25, top_k=2, lam=2.0, support="all"))
+    # The teacher's top scores 0.7, 0.7, 0.4, 0.2 decide which boxes stay (τ = 0.25: not
+    # detection 3; 1 is merged into 0); the rows are Eq. 5's, then top-2: [0.5, 0.3, 0.35, 0] →
+    # [0.5, 0, 0.35, 0] and [0, 0.25, 0.7, 0.2] → [0, 0.25, 0.7, 0]. Ordered by the teacher's score.
+    assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B]))
+    assert_close(out["class_targets"], torch.tensor([[0.5, 0, 0.35, 0], [0, 0.25, 0.7, 0]]))
+    assert out["labels"].tolist() == [0, 2]
+
+
+def test_calibrated_is_eq5_then_top_k_thresholded_on_the_corrected_score() -> None:
+    cfg = PseudoLabelConfig(
+        mode="calibrated", box_threshold=0.25, top_k=2, lam=2.0, support="all", threshold_on="corrected"
+    )
+    out = run(cfg)
     # Corrected rows: [0.5, 0.3, 0.35, 0], [0, 0.25, 0.7, 0.2], [0, 0.1, 0.3, 0.2]; detection 3's
     # raw top score 0.2 becomes 0.3 ≥ τ through +λΔ on a class the teacher gave 0. Not renormalised.
     assert_close(out["boxes"], torch.tensor([BOX_B, BOX_A, BOX_C]))
@@ -100,8 +113,13 @@ def test_calibrated_is_eq5_then_top_k_thresholded_on_the_corrected_score() -> No
 def test_calibrated_nonzero_support_keeps_the_teacher_zeros() -> None:
     cfg = PseudoLabelConfig(mode="calibrated", box_threshold=0.15, top_k=None, support="nonzero")
     out = run(cfg)
-    expected = torch.tensor([[0, 0.25, 0.7, 0.2], [0.5, 0.3, 0.35, 0], [0, 0, 0, 0.2]])
+    expected = torch.tensor([[0.5, 0.3, 0.35, 0], [0, 0.25, 0.7, 0.2], [0, 0, 0, 0.2]])
     assert_close(out["class_targets"], expected)
+    assert out["labels"].tolist() == [0, 2, 3]
+    # With top-k, only the teacher's k classes are corrected: class 2 of row 0 (0.05, not in its
+    # top 2) stays 0 although λΔ_2 = +0.3.
+    out = run(PseudoLabelConfig(mode="calibrated", box_threshold=0.15, top_k=2, support="nonzero"))
+    assert_close(out["class_targets"][0], torch.tensor([0.5, 0.3, 0, 0]))
     # With λ = 0 Eq. 5 is the identity: calibrated equals soft.
     soft = run(PseudoLabelConfig(mode="soft", box_threshold=0.15, top_k=3))
     same = run(PseudoLabelConfig(mode="calibrated", box_threshold=0.15, top_k=3, lam=0.0))

@@ -328,6 +328,12 @@ def test_image_types() -> None:
     assert torch.equal(to_float_image(image), image.float() / 255)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         to_float_image(image.float())
+    # Resampling overshoots [0, 1] by rounding error: clamped, not refused (a teacher run
+    # stopped at step 18 on 1.0000001 before this).
+    overshoot = torch.tensor([-1e-7, 0.5, 1.0 + 1e-7]).reshape(3, 1, 1)
+    assert to_float_image(overshoot).flatten().tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_float_image(overshoot * 1.01)
     with pytest.raises(ValueError, match=r"\[3, H, W\]"):
         to_float_image(image[:1])
     with pytest.raises(ValueError, match="uint8"):

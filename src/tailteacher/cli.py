@@ -23,6 +23,9 @@ COMMANDS = (
     "predict",
     "calibrate",
     "train_student",
+    "run",
+    "demo",
+    "ablate",
 )
 
 

@@ -82,6 +82,10 @@ def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: float) -> torch.
     return out
 
 
+#: How far outside [0, 1] a floating image may lie (resampling's rounding) before it is refused.
+FLOAT_TOLERANCE = 1e-3
+
+
 def to_float_image(image: torch.Tensor) -> torch.Tensor:
     """uint8 [3, H, W] (0–255) or floating [3, H, W] in [0, 1] → a new float32 [3, H, W] in [0, 1]."""
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.numel() == 0:
@@ -92,14 +96,16 @@ def to_float_image(image: torch.Tensor) -> torch.Tensor:
     if not image.is_floating_point():
         raise ValueError(f"image: expected uint8 (0–255) or floating (0–1), got {image.dtype}")
     lo, hi = torch.aminmax(image)
-    # A float image in 0–255 would silently saturate every colour op; say so instead.
-    if not (float(lo) >= 0.0 and float(hi) <= 1.0):
+    # A float image in 0–255 would silently saturate every colour op; say so instead. Resampling
+    # (bilinear, antialias) overshoots [0, 1] by rounding error: tolerated, then clamped.
+    if not (float(lo) >= -FLOAT_TOLERANCE and float(hi) <= 1.0 + FLOAT_TOLERANCE):
         raise ValueError(
             f"image: a floating image must lie in [0, 1], got values in [{float(lo):g}, {float(hi):g}]"
             " (pass uint8 for 0–255)"
         )
     # A copy even when already float32: a view must never share storage with the caller's image.
-    return image.to(torch.float32, copy=True)
+    out = image.to(torch.float32, copy=True)
+    return out.clamp_(0.0, 1.0) if float(lo) < 0.0 or float(hi) > 1.0 else out
 
 
 @dataclass(frozen=True)

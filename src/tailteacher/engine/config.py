@@ -68,6 +68,12 @@ class ModelConfig(StrictModel):
     roi_batch_size_per_image: int = Field(
         default=512, gt=0, description="RoIs sampled per image for the first cascade stage (CPU: 128)"
     )
+    proposals_train: int = Field(
+        default=2000, gt=0, description="RPN proposals kept after NMS per image while training"
+    )
+    proposals_test: int = Field(
+        default=1000, gt=0, description="RPN proposals kept after NMS per image at inference (CPU: 200)"
+    )
     image_min_size: int = Field(default=800, gt=0, description="the model resizes the shorter side to this")
     image_max_size: int = Field(
         default=1333, gt=0, description="... unless the longer side would exceed this"
@@ -158,12 +164,20 @@ class StudentConfig(StrictModel):
     pseudo_labels: Literal["onehot", "soft", "calibrated"] = Field(
         default="calibrated", description="onehot (baseline, τ on the top score), soft, or calibrated (Eq. 5)"
     )
-    teacher_checkpoint: str = Field(description="the trained teacher's weights (model_final.safetensors)")
+    teacher_checkpoint: str | None = Field(
+        default=None,
+        description="the trained teacher's weights (model_final.safetensors); `tailteacher run` fills it in",
+    )
     delta: str | None = Field(
         default=None, description="delta.safetensors from `tailteacher calibrate` (required by calibrated)"
     )
     lam: float = Field(default=2.0, description="λ of Eq. 5")
-    support: Literal["all", "nonzero"] = Field(default="all", description="where Eq. 5 adds λΔ")
+    support: Literal["all", "nonzero"] = Field(
+        default="all", description="Eq. 5 on the whole row (all) or on the teacher's top-k classes (nonzero)"
+    )
+    threshold_on: Literal["teacher", "corrected"] = Field(
+        default="teacher", description="calibrated: box_threshold on the teacher's score or the corrected one"
+    )
     box_threshold: float | None = Field(
         default=None,
         ge=0,
@@ -180,6 +194,24 @@ class StudentConfig(StrictModel):
         default="frozen", description="frozen teacher, or an EMA of the student"
     )
     teacher_momentum: float = Field(default=0.999, gt=0, lt=1, description="EMA momentum when teacher=ema")
+    max_steps: int | None = Field(
+        default=None, gt=0, description="the student's train.max_steps; null: train's"
+    )
+    lr: float | None = Field(default=None, gt=0, description="the student's train.lr; null: train's")
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="the student's train.warmup_steps; null: train's"
+    )
+
+    def schedule(self, train: TrainConfig) -> TrainConfig:
+        """``train`` with this section's schedule overrides (max_steps, lr, warmup_steps) applied."""
+        update: dict[str, object] = {}
+        if self.max_steps is not None:
+            update.update(max_steps=self.max_steps, epochs=None)
+        if self.lr is not None:
+            update["lr"] = self.lr
+        if self.warmup_steps is not None:
+            update["warmup_steps"] = self.warmup_steps
+        return train.model_copy(update=update)
 
 
 class Config(StrictModel):

@@ -201,12 +201,32 @@ def validate_config(
         raise InputError(list(problems.values())) from None
 
 
+#: The configs shipped inside the package (``tailteacher/configs/NAME.yaml``).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the shipped configs, e.g. ``["bench", "demo", "lvis_eva02_l"]``."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself when it exists or has a folder or suffix; else the shipped config of that name."""
+    p = Path(path)
+    if p.exists() or p.suffix or len(p.parts) > 1:
+        return p
+    shipped = PACKAGED_CONFIGS / f"{p.name}.yaml"
+    return shipped if shipped.is_file() else p
+
+
 def load_config(
     path: str | os.PathLike[str],
     overrides: Iterable[str] = (),
     schema: type[M] = Config,  # type: ignore[assignment]
 ) -> M:
-    """Read a YAML config, apply ``--set`` overrides, validate."""
+    """Read a YAML config, apply ``--set`` overrides, validate. ``path`` may also name a config
+    shipped with the package (``demo``, ``bench``, ``lvis_eva02_l``) when no such file exists."""
+    path = resolve_config_path(path)
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -251,7 +271,12 @@ def save_config(config: BaseModel, run_dir: str | os.PathLike[str]) -> Path:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``CONFIG`` (a YAML file, positional), ``--set KEY.PATH=VALUE`` (repeatable) and ``--resume``."""
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="YAML config file")
+    parser.add_argument(
+        "config",
+        type=Path,
+        metavar="CONFIG",
+        help="YAML config file, or the name of a shipped one: " + ", ".join(packaged_configs()),
+    )
     parser.add_argument(
         "--set",
         dest="overrides",

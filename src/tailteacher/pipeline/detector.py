@@ -46,6 +46,10 @@ def model_config(config: Config, num_classes: int, class_frequencies: Sequence[f
         mask_head_convs=m.mask_head_convs,
         detections_per_image=m.detections_per_image,
         score_threshold=m.score_threshold,
+        rpn_pre_nms_top_n_train=m.proposals_train,
+        rpn_post_nms_top_n_train=m.proposals_train,
+        rpn_pre_nms_top_n_test=m.proposals_test,
+        rpn_post_nms_top_n_test=m.proposals_test,
     )
 
 

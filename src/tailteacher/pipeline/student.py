@@ -109,7 +109,12 @@ class PairedSource:
 
 def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
     return PseudoLabelConfig(
-        mode=s.pseudo_labels, box_threshold=s.box_threshold, top_k=s.top_k, lam=s.lam, support=s.support
+        mode=s.pseudo_labels,
+        box_threshold=s.box_threshold,
+        top_k=s.top_k,
+        lam=s.lam,
+        support=s.support,
+        threshold_on=s.threshold_on,
     )
 
 
@@ -130,6 +135,9 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     s = config.student
     if s is None:
         raise ValueError("student: the config has no student section")
+    if s.teacher_checkpoint is None:
+        raise ValueError("student.teacher_checkpoint: the teacher's model_final.safetensors is required")
+    config = config.model_copy(update={"train": s.schedule(config.train)})
     if config.data.unlabeled_json is None:
         raise ValueError("data.unlabeled_json: the student needs unlabeled images")
     delta = None

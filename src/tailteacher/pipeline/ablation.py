@@ -1,0 +1,316 @@
+"""`tailteacher ablate CONFIG --seeds N`: the paper's Table 1 rows and Fig. 2, N seeds each.
+
+Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed), in
+``OUT/seed{s}/``:
+
+1. the supervised teachers (DESIGN.md's ablation): one-hot, uniform smoothing, similarity with
+   γ = 0, similarity with γ = 1.5; prototypes come from the one-hot teacher's trunk (D46), so the
+   one-hot row runs first. ``temperature`` adds the two similarity rows again with that
+   temperature (our extension of Eq. 2, docs/decisions.md);
+2. the teacher the students learn from (``student_teacher``, default the paper's γ = 1.5 row) is
+   calibrated on the held-out split (Δ, Eq. 4);
+3. three students from it: one-hot pseudo-labels, soft pseudo-labels, calibrated (Eq. 5);
+4. Fig. 2: for each fraction f < 1 of the labeled images (one subset per f, the same images for every seed),
+   the ``fraction_rows`` teachers again, trained for f × the steps (the same number of epochs).
+
+Every run is a stage (``stages.run_stage``): a stopped ablation resumes, a finished one only
+re-aggregates, and separate processes (``only_seed``) can share the work, e.g. one per GPU.
+Writes ``OUT/ablation.json`` (every value per seed, mean and sample std) and ``OUT/ablation.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.config import Config, StudentConfig
+from ..io import atomic_write_bytes, atomic_write_json
+from .run import (
+    METRICS,
+    Log,
+    calibrate_stage,
+    format_table,
+    prototypes_stage,
+    split_stage,
+    student_stage,
+    table_row,
+    teacher_stage,
+    with_updates,
+)
+from .stages import StageOutcome, file_hash, run_stage
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    targets: Mapping[str, Any] = field(default_factory=dict)
+    pseudo_labels: str | None = None  # a student row
+
+
+TEACHER_ROWS = (
+    Row("onehot", "supervised, one-hot", {"kind": "onehot"}),
+    Row("uniform", "supervised, uniform smoothing", {"kind": "uniform"}),
+    Row("sim_g0", "supervised, similarity smoothing (γ = 0)", {"kind": "similarity", "gamma": 0.0}),
+    Row(
+        "sim_g15", "supervised, similarity + class frequency (γ = 1.5)", {"kind": "similarity", "gamma": 1.5}
+    ),
+)
+STUDENT_ROWS = (
+    Row("student_onehot", "semi-supervised baseline (one-hot pseudo-labels)", pseudo_labels="onehot"),
+    Row("student_soft", "+ soft student targets", pseudo_labels="soft"),
+    Row("student_calibrated", "+ calibration correction (Eq. 5)", pseudo_labels="calibrated"),
+)
+
+
+def tempered_rows(temperature: float) -> tuple[Row, ...]:
+    """The similarity rows again with ``targets.temperature`` (our extension of Eq. 2)."""
+    return tuple(
+        Row(
+            f"{r.key}_T{temperature:g}",
+            f"{r.label}, T = {temperature:g}",
+            {**r.targets, "temperature": temperature},
+        )
+        for r in TEACHER_ROWS
+        if r.targets.get("kind") == "similarity"
+    )
+
+
+@dataclass(frozen=True)
+class AblationPlan:
+    seeds: Sequence[int]
+    fractions: Sequence[float] = (0.25, 0.5)
+    fraction_rows: Sequence[str] = ("onehot", "sim_g15")
+    temperature: float | None = None
+    student_teacher: str = "sim_g15"
+
+    def teacher_rows(self) -> tuple[Row, ...]:
+        extra = tempered_rows(self.temperature) if self.temperature is not None else ()
+        return TEACHER_ROWS + extra
+
+    def __post_init__(self) -> None:
+        keys = {r.key for r in self.teacher_rows()}
+        if not self.seeds:
+            raise ValueError("--seeds: expected at least one seed")
+        for f in self.fractions:
+            if not 0 < f < 1:
+                raise ValueError(f"--fractions: expected fractions in (0, 1), got {f}")
+        unknown = [k for k in (*self.fraction_rows, self.student_teacher) if k not in keys]
+        if unknown:
+            raise ValueError(
+                f"--fraction-rows/--student-teacher: unknown row(s) {unknown}; rows: {sorted(keys)}"
+            )
+
+
+def subset_stage(config: Config, fraction: float, folder: Path, log: Log, seed: int = 0) -> StageOutcome:
+    """A random ``fraction`` of ``data.train_json``'s images (fixed seed) into ``folder/train.json``."""
+    import numpy as np
+
+    from ..data.lvis_json import load_lvis
+    from ..data.split import _subset
+
+    def action(resume: bool) -> dict[str, Any]:
+        data = load_lvis(config.data.train_json, config.data.image_root)
+        ids = sorted(data.images)
+        keep = max(1, round(fraction * len(ids)))
+        chosen = sorted(int(ids[i]) for i in np.random.default_rng(seed).permutation(len(ids))[:keep])
+        atomic_write_json(folder / "train.json", _subset(data.raw, chosen))
+        return {"train_json": str(folder / "train.json"), "images": keep}
+
+    inputs = {"train": file_hash(config.data.train_json), "fraction": fraction, "seed": seed}
+    return run_stage(f"subset {fraction:g}", folder, inputs, action, log=log)
+
+
+def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Log) -> dict[str, StageOutcome]:
+    """Teachers for ``rows`` in ``folder/teacher_{key}``; similarity rows use prototypes from the
+    block's one-hot teacher."""
+    out: dict[str, StageOutcome] = {}
+    by_key = {r.key: r for r in rows}
+    needs_prototypes = any(r.targets.get("kind") == "similarity" for r in rows)
+    order = ["onehot"] if "onehot" in by_key or needs_prototypes else []
+    order += [r.key for r in rows if r.key != "onehot"]
+    protos: StageOutcome | None = None
+    for key in order:
+        row = by_key.get(key, TEACHER_ROWS[0])
+        cfg = with_updates(config, targets=dict(row.targets))
+        after = ""
+        if row.targets.get("kind") == "similarity":
+            if protos is None:
+                onehot = out["onehot"]
+                protos = prototypes_stage(
+                    config,
+                    folder / "prototypes",
+                    log,
+                    checkpoint=onehot.result["checkpoint"],
+                    after=onehot.hash,
+                )
+            cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
+            after = protos.hash
+        out[key] = teacher_stage(cfg, folder / f"teacher_{key}", log, name=f"teacher {key}", after=after)
+    return {k: v for k, v in out.items() if k in by_key}
+
+
+def run_seed(
+    config: Config, plan: AblationPlan, seed: int, root: Path, log: Log
+) -> dict[str, dict[str, Any]]:
+    """Every row of one seed; returns {row key@fraction: table row}."""
+    cfg = with_updates(config, train={"seed": seed})
+    base = root / f"seed{seed}"
+    rows: dict[str, dict[str, Any]] = {}
+    teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log)
+    for key, outcome in teachers.items():
+        rows[f"{key}@1"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+    source = teachers[plan.student_teacher]
+    calibration = calibrate_stage(cfg, source, base / "full", log)
+    student_base = cfg.student or StudentConfig()
+    for row in STUDENT_ROWS:
+        assert row.pseudo_labels is not None
+        student = student_base.model_copy(update={"pseudo_labels": row.pseudo_labels})
+        outcome = student_stage(
+            cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
+        )
+        rows[f"{row.key}@1"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+    all_rows = {r.key: r for r in plan.teacher_rows()}
+    for fraction in plan.fractions:
+        # One subset per seed folder (the same images for every seed): no two processes write it.
+        subset = subset_stage(cfg, fraction, base / f"fraction{fraction:g}" / "data", log)
+        steps = max(1, math.ceil(fraction * (cfg.train.max_steps or 1)))
+        warmup = min(cfg.train.warmup_steps, steps // 2)
+        fcfg = with_updates(
+            cfg,
+            data={"train_json": subset.result["train_json"]},
+            train={"max_steps": steps, "warmup_steps": warmup},
+        )
+        block = _supervised_block(
+            fcfg, [all_rows[k] for k in plan.fraction_rows], base / f"fraction{fraction:g}", log
+        )
+        for key, outcome in block.items():
+            rows[f"{key}@{fraction:g}"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+    return rows
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def aggregate(per_seed: Mapping[int, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """{row@fraction: {metric: (mean, sample std or None)}} over the seeds that have the row."""
+    keys: list[str] = []
+    for rows in per_seed.values():
+        keys += [k for k in rows if k not in keys]
+    return {
+        k: {m: _mean_std([rows[k].get(m) for rows in per_seed.values() if k in rows]) for m in METRICS}
+        for k in keys
+    }
+
+
+def _labels(plan: AblationPlan) -> dict[str, str]:
+    return {r.key: r.label for r in (*plan.teacher_rows(), *STUDENT_ROWS)}
+
+
+def render(
+    plan: AblationPlan,
+    summary: Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int],
+    meta: Mapping[str, Any],
+) -> str:
+    """The markdown of ``ablation.md``: Table 1 (all labels) and Fig. 2 (label fractions)."""
+    labels = _labels(plan)
+    full = {labels[k.split("@")[0]]: v for k, v in summary.items() if k.endswith("@1")}
+    lines = [
+        "# Ablation (the paper's Table 1 and Fig. 2 on the embedded benchmark)",
+        "",
+        f"Seeds {list(seeds)}; mean ± sample std over seeds (one seed: no std). Mask AP in points on "
+        "val (LVIS rules); ECE of the detections matched at IoU ≥ 0.5, 10 bins.",
+        f"Students learn from the `{plan.student_teacher}` teacher. Command: `{meta.get('command', '')}`; "
+        f"machine: {meta.get('machine', '')}; wall time {meta.get('minutes', 0):.1f} min.",
+        "",
+        format_table(full, first="row"),
+        "",
+    ]
+    if plan.fractions:
+        lines += ["## Fig. 2: supervised teachers by fraction of the labeled images", ""]
+        fig: dict[str, Mapping[str, Any]] = {}
+        for key in plan.fraction_rows:
+            for f in (*sorted(plan.fractions), 1.0):
+                k = f"{key}@{f:g}"
+                if k in summary:
+                    fig[f"{labels[key]}, {100 * f:g} %"] = summary[k]
+        lines += [format_table(fig, first="row"), ""]
+    return "\n".join(lines)
+
+
+def run_ablation(
+    config: Config,
+    plan: AblationPlan,
+    out: Path,
+    *,
+    only_seed: int | None = None,
+    command: str = "",
+    log: Log = print,
+) -> tuple[dict[str, dict[str, Any]], Path]:
+    """Run (or resume) the plan's seeds (or ``only_seed``) and write ``ablation.{json,md}`` from
+    every seed finished so far. Returns the summary and the markdown's path."""
+    t0 = time.perf_counter()
+    cfg = with_updates(config, run={"run_dir": str(out)})
+    if cfg.data.heldout_json is None:
+        split = split_stage(cfg, out / "data" / "split", log)
+        cfg = with_updates(cfg, data=split.result)
+    per_seed: dict[int, dict[str, dict[str, Any]]] = {}
+    for seed in plan.seeds:
+        if only_seed is not None and seed != only_seed:
+            continue
+        log(f"== seed {seed} ==")
+        per_seed[seed] = run_seed(cfg, plan, seed, out, log)
+    for seed in plan.seeds:  # seeds run by other processes, finished or not
+        if seed not in per_seed and (out / f"seed{seed}").is_dir():
+            done = _finished_rows(out / f"seed{seed}", plan)
+            if done:
+                per_seed[seed] = done
+    summary = aggregate(per_seed)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "command": command,
+        "machine": f"{platform.machine()}, {_cpu_count()} CPU cores, torch device {cfg.train.device}",
+        "minutes": seconds / 60,
+        "seeds": sorted(per_seed),
+    }
+    payload = {"meta": meta, "per_seed": {str(s): r for s, r in per_seed.items()}, "summary": summary}
+    atomic_write_json(out / "ablation.json", payload, indent=2)
+    md = out / "ablation.md"
+    atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta).encode("utf-8"))
+    return summary, md
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _finished_rows(base: Path, plan: AblationPlan) -> dict[str, dict[str, Any]]:
+    """Rows of a seed another process ran, read from its finished stages' ``stage.json``."""
+    import json
+
+    rows: dict[str, dict[str, Any]] = {}
+    found: list[tuple[str, Path]] = [
+        (f"{r.key}@1", base / "full" / f"teacher_{r.key}") for r in plan.teacher_rows()
+    ]
+    found += [(f"{r.key}@1", base / "full" / r.key) for r in STUDENT_ROWS]
+    for f in plan.fractions:
+        found += [(f"{k}@{f:g}", base / f"fraction{f:g}" / f"teacher_{k}") for k in plan.fraction_rows]
+    for key, folder in found:
+        record = folder / "stage.json"
+        if record.is_file():
+            result = json.loads(record.read_text(encoding="utf-8"))["result"]
+            rows[key] = table_row(result["metrics"], result["val_ece"])
+    return rows

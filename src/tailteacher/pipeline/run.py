@@ -1,0 +1,257 @@
+"""`tailteacher run CONFIG`: split → prototypes → teacher → calibrate → student → report.
+
+Every stage runs in its own folder under ``run.run_dir`` and is skipped when it already finished
+on the same inputs (``stages.run_stage``): the resolved config of the stage, the bytes of the
+json files it reads, and the hashes of the stages it builds on. A run stopped part-way (Ctrl-C,
+kill -9, a lost node) is resumed by running the same command again; a training stage continues
+from its last checkpoint. Image files are not hashed (a json names them; re-hashing millions of
+images would cost more than a stage).
+
+Folders: ``split/`` (only when ``data.heldout_json`` is null: the 85/15 split of
+``data.train_json``), ``prototypes/`` (only for ``targets.kind=similarity`` without
+``targets.prototypes``), ``teacher/``, ``calibration/``, ``student/``, and ``report.md`` /
+``report.json`` at the top, rewritten by every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.config import Config, StudentConfig
+from ..engine.config_io import config_hash
+from .stages import StageOutcome, file_hash, run_stage
+
+#: The columns of the pipeline's and the ablation's tables, in order.
+METRICS = ("AP", "APr", "APc", "APf", "ECE")
+
+Log = Callable[[str], None]
+
+
+def with_updates(config: Config, **sections: Mapping[str, Any] | None) -> Config:
+    """``config`` with fields of its sections replaced, validated again: ``with_updates(c,
+    run={"run_dir": "x"}, targets={"kind": "onehot"})``."""
+    raw = config.model_dump(mode="json")
+    for name, values in sections.items():
+        if values is None:
+            raw[name] = None
+            continue
+        base = raw.get(name) or {}
+        raw[name] = {**base, **values}
+    return Config.model_validate(raw)
+
+
+def data_hashes(config: Config) -> dict[str, str]:
+    """SHA-256 of every json the config names (a changed annotation file reruns what read it)."""
+    d = config.data
+    files = {
+        "train": d.train_json,
+        "val": d.val_json,
+        "heldout": d.heldout_json,
+        "unlabeled": d.unlabeled_json,
+    }
+    return {k: file_hash(v) for k, v in files.items() if v is not None}
+
+
+# -- the stages, each a plain function of a config -------------------------------------------------
+
+
+def split_stage(
+    config: Config, folder: Path, log: Log, fraction: float = 0.15, seed: int = 0
+) -> StageOutcome:
+    """The held-out split of ``data.train_json`` into ``folder/{train,heldout}.json``."""
+    from ..data.lvis_json import load_lvis
+    from ..data.split import write_split
+
+    def action(resume: bool) -> dict[str, Any]:
+        write_split(load_lvis(config.data.train_json, config.data.image_root), folder, fraction, seed)
+        return {"train_json": str(folder / "train.json"), "heldout_json": str(folder / "heldout.json")}
+
+    inputs = {"train": file_hash(config.data.train_json), "fraction": fraction, "seed": seed}
+    return run_stage("split", folder, inputs, action, log=log)
+
+
+def prototypes_stage(
+    config: Config, folder: Path, log: Log, checkpoint: str | None = None, after: str = ""
+) -> StageOutcome:
+    """Eq. 1 prototypes from the backbone's trunk (``model.weights``) or a trained ``checkpoint``."""
+    from .teacher import compute_prototypes
+
+    cfg = with_updates(config, run={"run_dir": str(folder)})
+
+    def action(resume: bool) -> dict[str, Any]:
+        return {"prototypes": str(compute_prototypes(cfg, checkpoint, progress=False))}
+
+    inputs = {
+        "config": config_hash(cfg, exclude=("run", "student", "train", "targets")),
+        "data": file_hash(cfg.data.train_json),
+        "checkpoint": checkpoint,
+        "after": after,
+    }
+    return run_stage("prototypes", folder, inputs, action, log=log)
+
+
+def teacher_stage(
+    config: Config, folder: Path, log: Log, name: str = "teacher", after: str = ""
+) -> StageOutcome:
+    """Train and evaluate a teacher as ``config`` says, in ``folder``."""
+    from .teacher import train_teacher
+
+    cfg = with_updates(config, run={"run_dir": str(folder)}, student=None)
+
+    def action(resume: bool) -> dict[str, Any]:
+        result = train_teacher(with_updates(cfg, run={"resume": resume}))
+        checkpoint = str(folder / "model_final.safetensors")
+        targets = cfg.targets.model_dump(mode="json")  # a student's labeled batches use the same
+        return {
+            "metrics": result.metrics,
+            "val_ece": val_ece(cfg, folder),
+            "checkpoint": checkpoint,
+            "targets": targets,
+        }
+
+    inputs = {"config": config_hash(cfg), "data": data_hashes(cfg), "after": after}
+    return run_stage(name, folder, inputs, action, log=log)
+
+
+def calibrate_stage(config: Config, teacher: StageOutcome, root: Path, log: Log) -> StageOutcome:
+    """Δ and ECE of ``teacher`` on ``data.heldout_json``, into ``root/calibration``."""
+    from .calibrate import calibrate_teacher
+
+    cfg = with_updates(config, run={"run_dir": str(root)}, student=None)
+
+    def action(resume: bool) -> dict[str, Any]:
+        report, out = calibrate_teacher(cfg, teacher.result["checkpoint"])
+        ece = {g: report.ece(g) for g in ("all", "r", "c", "f")}
+        return {"delta": str(out / "delta.safetensors"), "heldout_ece": ece}
+
+    inputs = {"teacher": teacher.hash, "data": data_hashes(cfg)}
+    return run_stage("calibrate", root / "calibration", inputs, action, log=log)
+
+
+def student_stage(
+    config: Config,
+    student: StudentConfig,
+    teacher: StageOutcome,
+    calibration: StageOutcome | None,
+    folder: Path,
+    log: Log,
+    name: str = "student",
+) -> StageOutcome:
+    """Train and evaluate a student from ``teacher`` (and its Δ for calibrated pseudo-labels)."""
+    from .student import train_student
+
+    config = with_updates(config, targets=teacher.result["targets"])  # labeled batches as the teacher's
+    fill: dict[str, Any] = {"teacher_checkpoint": teacher.result["checkpoint"]}
+    if student.pseudo_labels == "calibrated":
+        if calibration is None:
+            raise ValueError(
+                "student.pseudo_labels=calibrated needs the calibration stage (data.heldout_json)"
+            )
+        fill["delta"] = calibration.result["delta"]
+    cfg = with_updates(
+        config, run={"run_dir": str(folder)}, student={**student.model_dump(mode="json"), **fill}
+    )
+
+    def action(resume: bool) -> dict[str, Any]:
+        result = train_student(with_updates(cfg, run={"resume": resume}))
+        checkpoint = str(folder / "model_final.safetensors")
+        return {"metrics": result.metrics, "val_ece": val_ece(cfg, folder), "checkpoint": checkpoint}
+
+    after = [teacher.hash, calibration.hash if calibration is not None else ""]
+    inputs = {"config": config_hash(cfg), "data": data_hashes(cfg), "after": after}
+    return run_stage(name, folder, inputs, action, log=log)
+
+
+def val_ece(config: Config, model_dir: Path) -> dict[str, float | None]:
+    """ECE (overall and per group) of a trained model's ``val_results.json`` on ``data.val_json``,
+    with its diagrams in ``model_dir/val_calibration`` (the same matching as the calibrate stage)."""
+    from ..evaluation.report import write_calibration
+
+    report = write_calibration(
+        config.data.val_json, model_dir / "val_results.json", model_dir / "val_calibration"
+    )
+    return {g: report.ece(g) for g in ("all", "r", "c", "f")}
+
+
+# -- the whole pipeline ----------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    stages: list[StageOutcome] = field(default_factory=list)
+
+
+def table_row(metrics: Mapping[str, float], ece: Mapping[str, float | None]) -> dict[str, float | None]:
+    """AP, APr, APc, APf in points (LVIS's -1 for an empty group → None) and ECE overall."""
+    row: dict[str, float | None] = {}
+    for k in METRICS[:-1]:
+        v = metrics.get(k, -1.0)
+        row[k] = None if v is None or v < 0 else 100.0 * float(v)
+    row["ECE"] = ece.get("all")
+    return row
+
+
+def format_table(rows: Mapping[str, Mapping[str, Any]], first: str = "model") -> str:
+    """A markdown table: one line per row, the ``METRICS`` columns; a value may be a number,
+    None ("-") or a ``(mean, std)`` pair ("mean ± std")."""
+
+    def cell(key: str, v: Any) -> str:
+        digits = 3 if key == "ECE" else 1
+        if v is None:
+            return "-"
+        if isinstance(v, tuple | list):
+            mean, std = v
+            if mean is None:
+                return "-"
+            return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return f"{v:.{digits}f}"
+
+    width = max([len(first), *(len(r) for r in rows)])
+    lines = [
+        f"| {first:<{width}} | " + " | ".join(METRICS) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("---:" for _ in METRICS) + "|",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name:<{width}} | " + " | ".join(cell(k, row.get(k)) for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
+    """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json``."""
+    from .report import write_report
+
+    root = Path(config.run.run_dir)
+    result = PipelineResult(root)
+    cfg = config
+    if cfg.data.heldout_json is None:
+        split = split_stage(cfg, root / "split", log)
+        result.stages.append(split)
+        cfg = with_updates(cfg, data=split.result)
+    after = ""
+    if cfg.targets.kind == "similarity" and cfg.targets.prototypes is None:
+        protos = prototypes_stage(cfg, root / "prototypes", log)
+        result.stages.append(protos)
+        cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
+        after = protos.hash
+    teacher = teacher_stage(cfg, root / "teacher", log, after=after)
+    result.stages.append(teacher)
+    calibration = calibrate_stage(cfg, teacher, root, log) if cfg.data.heldout_json else None
+    if calibration is not None:
+        result.stages.append(calibration)
+    student_cfg = cfg.student or StudentConfig()
+    models = {"teacher": teacher}
+    if cfg.data.unlabeled_json is not None:
+        student = student_stage(cfg, student_cfg, teacher, calibration, root / "student", log)
+        result.stages.append(student)
+        models[f"student ({student_cfg.pseudo_labels})"] = student
+    else:
+        log("[student] skipped: data.unlabeled_json is not set")
+    for name, outcome in models.items():
+        result.rows[name] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+    write_report(root, cfg, result.rows, result.stages, calibration)
+    return result

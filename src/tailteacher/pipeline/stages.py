@@ -1,0 +1,124 @@
+"""Stages of a pipeline that are skipped when done and resumed when stopped.
+
+A stage owns one folder. When it finishes, ``stage.json`` is written there (atomically) with the
+hash of what the stage computes from (its resolved config and the hashes of the stages it reads).
+Running the stage again:
+
+* ``stage.json`` present with the same hash: skipped, its recorded result returned;
+* ``stage.started.json`` present with the same hash (the stage was stopped): run again with
+  ``resume=True``, so a training stage continues from its last checkpoint;
+* either file present with another hash: refused (exit 2), so that a changed config never
+  silently mixes with old outputs; the message names the folder to remove or the setting to change;
+* neither: run from the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_json
+
+DONE = "stage.json"
+STARTED = "stage.started.json"
+
+
+def content_hash(payload: Any) -> str:
+    """SHA-256 of ``payload`` as canonical JSON (sorted keys)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (an input json: a changed file changes every stage after it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    name: str
+    folder: Path
+    hash: str
+    result: dict[str, Any]
+    skipped: bool
+    seconds: float
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_stage(
+    name: str,
+    folder: str | Path,
+    inputs: Mapping[str, Any],
+    action: Callable[[bool], Mapping[str, Any]],
+    *,
+    log: Callable[[str], None] = print,
+) -> StageOutcome:
+    """Run ``action(resume)`` in ``folder`` unless it already ran on the same ``inputs``.
+
+    Args:
+        name: the stage's name, for messages.
+        folder: the stage's own folder (created).
+        inputs: everything the stage computes from (JSON-serialisable): its resolved config,
+            input file hashes, the hashes of the stages it reads.
+        action: does the work; called with ``resume=True`` when an earlier attempt stopped
+            part-way. Returns a JSON-serialisable summary (metrics, output paths) that later
+            stages and the report read.
+        log: where progress lines go.
+
+    Returns:
+        The outcome; ``result`` is the action's summary, read back from ``stage.json`` when skipped.
+
+    Raises:
+        ValueError: the folder holds a stage run on other inputs.
+    """
+    folder = Path(folder)
+    digest = content_hash(dict(inputs))
+    done = _read(folder / DONE)
+    if done is not None:
+        if done.get("hash") == digest:
+            log(f"[{name}] done already ({folder}), skipped")
+            return StageOutcome(name, folder, digest, dict(done.get("result", {})), True, 0.0)
+        raise ValueError(
+            f"{folder / DONE}: stage {name!r} finished here with other inputs (config or data "
+            "changed); remove the folder or choose another run.run_dir"
+        )
+    started = _read(folder / STARTED)
+    resume = False
+    if started is not None:
+        if started.get("hash") != digest:
+            raise ValueError(
+                f"{folder / STARTED}: stage {name!r} was started here with other inputs (config or "
+                "data changed); remove the folder or choose another run.run_dir"
+            )
+        resume = True
+        log(f"[{name}] resuming the stopped stage in {folder}")
+    else:
+        log(f"[{name}] running in {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / STARTED, {"stage": name, "hash": digest, "inputs": dict(inputs)}, indent=2)
+    t0 = time.perf_counter()
+    result = dict(action(resume))
+    seconds = round(time.perf_counter() - t0, 1)
+    record = {"stage": name, "hash": digest, "seconds": seconds, "result": result}
+    atomic_write_json(folder / DONE, record, indent=2)
+    (folder / STARTED).unlink(missing_ok=True)
+    log(f"[{name}] finished in {seconds:.0f} s")
+    return StageOutcome(name, folder, digest, result, False, seconds)

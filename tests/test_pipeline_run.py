@@ -1,0 +1,87 @@
+"""`tailteacher run` and `tailteacher ablate` end to end on the `tiny` benchmark (a few steps)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tailteacher.cli import main
+from tailteacher.data.synth import generate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    generate("tiny", 0, out)
+    return out
+
+
+def overrides(data: Path, run: Path, steps: int = 2) -> list[str]:
+    return [
+        f"--set=data.train_json={data}/train.json",
+        "--set=data.heldout_json=null",  # the run's own split stage
+        f"--set=data.val_json={data}/val.json",
+        f"--set=data.unlabeled_json={data}/unlabeled.json",
+        f"--set=data.image_root={data}/images",
+        "--set=data.image_size=64",
+        "--set=data.batch_size=2",
+        "--set=data.workers=0",
+        "--set=model.image_min_size=64",
+        "--set=model.image_max_size=64",
+        "--set=model.roi_batch_size_per_image=32",
+        "--set=model.proposals_test=50",
+        "--set=model.detections_per_image=20",
+        f"--set=train.max_steps={steps}",
+        "--set=train.warmup_steps=1",
+        "--set=student.max_steps=2",
+        "--set=student.unlabeled_batch_size=2",
+        f"--set=run.run_dir={run}",
+    ]
+
+
+def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("split", "prototypes", "teacher", "calibrate", "student"):
+        assert f"[{stage}] running" in out and (run / stage.replace("calibrate", "calibration")).is_dir()
+    assert "| teacher " in out and "| student (calibrated) " in out and "report: " in out
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["rows"]) == {"teacher", "student (calibrated)"}
+    for row in report["rows"].values():
+        assert set(row) == {"AP", "APr", "APc", "APf", "ECE"}
+    assert (run / "report.md").read_text().startswith("# tailteacher run report")
+    assert (run / "teacher" / "val_calibration" / "reliability_all.png").is_file()
+    stamp = (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns
+
+    assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
+    out = capsys.readouterr().out
+    assert "running" not in out and out.count("skipped") == 5
+    assert (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((run / "report.json").read_text())["rows"] == report["rows"]
+
+    # A changed config must not mix with the finished stages: refused, exit 2, nothing rewritten.
+    assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=onehot"]) == 2
+    assert "other inputs" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~1.5 min on 2 cores: eleven tiny trainings
+def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    args = ["ablate", "demo", *overrides(tiny, out), "--seeds", "1", "--fractions", "0.5"]
+    assert main(args) == 0
+    summary = json.loads((out / "ablation.json").read_text())["summary"]
+    expected = {f"{k}@1" for k in ("onehot", "uniform", "sim_g0", "sim_g15")}
+    expected |= {f"student_{k}@1" for k in ("onehot", "soft", "calibrated")}
+    expected |= {"onehot@0.5", "sim_g15@0.5"}
+    assert set(summary) == expected
+    assert all(v["AP"][1] is None for v in summary.values())  # one seed: no std
+    md = (out / "ablation.md").read_text()
+    assert "+ calibration correction (Eq. 5)" in md and "50 %" in md
+    # The half-label teachers trained for half the steps (same epochs).
+    steps = json.loads(
+        (out / "seed0" / "fraction0.5" / "teacher_onehot" / "metrics.jsonl").read_text().splitlines()[-1]
+    )
+    assert steps["step"] == 1
+    capsys.readouterr()
+    assert main(["ablate", "demo", *overrides(tiny, out), "--seeds", "1", "--only-seed", "3"]) == 2
