@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # elsewhere set TORCH_PKGS, e.g. `make test TORCH_PKGS="torch==2.9.1 torchvision==0.24.1"`.
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-all lint format typecheck demo teacher-demo bench clean
+.PHONY: install test test-all lint format typecheck demo labels-demo ablate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,20 @@ format: install
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
+# The main job: the demo benchmark generated, then split → prototypes → teacher → calibrate →
+# student → evaluation → report on 2 CPU cores (~10-15 min); run again to resume.
 demo: install
+	$(VENV)/bin/tailteacher demo
+
+# Eq. 1–5 alone on a synthetic classification problem, ~5 s.
+labels-demo: install
 	$(VENV)/bin/tailteacher labels-demo
 
-# The embedded benchmark's demo preset, then the teacher on it (CPU, ~15-20 min on 2 cores).
-teacher-demo: install
-	$(VENV)/bin/tailteacher synth --preset demo --seed 0 --out runs/data/demo --overwrite
-	$(VENV)/bin/tailteacher train-teacher demo
+# The ablation on the bench preset, 3 seeds (CPU, ~90 min on 2 cores; docs/results.md).
+ablate: install
+	test -f runs/data/bench/unlabeled_truth.json || $(VENV)/bin/tailteacher synth --preset bench --seed 0 --out runs/data/bench --overwrite
+	test -f runs/data/bench/split/heldout.json || $(VENV)/bin/tailteacher split --train runs/data/bench/train.json --out runs/data/bench/split
+	$(VENV)/bin/tailteacher ablate bench --seeds 3
 
 bench: install
 	$(PY) benchmarks/bench_labels.py

@@ -35,6 +35,15 @@ def register(sub: Any) -> None:
     add_config_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds 0…N-1 (default 3)")
     p.add_argument("--only-seed", type=int, default=None, help="run this seed only (one process per seed)")
+    p.add_argument(
+        "--part",
+        choices=("all", "full", "fractions"),
+        default="all",
+        help="full: Table 1's rows; fractions: Fig. 2's label fractions < 1 (independent; default all)",
+    )
+    p.add_argument(
+        "--collect", action="store_true", help="train nothing: write the tables from the finished rows"
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default run.run_dir)")
     p.add_argument(
         "--fractions", type=_floats, default=[0.25, 0.5], help="label fractions < 1 (default 0.25,0.5)"
@@ -73,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
     config: Config = config_from_args(args)
     out = args.out or Path(config.run.run_dir)
     command = "tailteacher " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    _, md = run_ablation(config, plan, out, only_seed=args.only_seed, command=command)
+    _, md = run_ablation(
+        config,
+        plan,
+        out,
+        only_seed=args.only_seed,
+        part=args.part,
+        collect_only=args.collect,
+        command=command,
+    )
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {md.with_suffix('.json')}")
     return 0

@@ -83,7 +83,7 @@ class EMAHook(HookBase):
             out = dst[key]
             if out.is_floating_point():
                 floats_dst.append(out)
-                floats_src.append(value.to(out.dtype))
+                floats_src.append(value.to(device=out.device, dtype=out.dtype))  # e.g. an EMA kept on the CPU
             else:
                 out.copy_(value)
         if floats_dst:

@@ -126,7 +126,9 @@ class CascadeRoIHeads(nn.Module):
         self, k: int, deltas: torch.Tensor, rois: list[torch.Tensor], image_sizes: ImageSizes
     ) -> list[torch.Tensor]:
         counts = [len(r) for r in rois]
-        boxes = self.box_coders[k].decode_single(deltas.detach(), torch.cat(rois))
+        # float32: under bf16 autocast the deltas are bf16, and decode_single casts the boxes to
+        # the deltas' dtype (bf16 keeps 8 bits: 8 px steps at x = 1333).
+        boxes = self.box_coders[k].decode_single(deltas.detach().float(), torch.cat(rois).float())
         return [clip_boxes_to_image(b, s) for b, s in zip(boxes.split(counts), image_sizes, strict=True)]
 
     def forward_train(
@@ -147,7 +149,9 @@ class CascadeRoIHeads(nn.Module):
         gt_targets = torch.cat([g.targets for g in ground_truth])
         rois: list[torch.Tensor] = []
         for props, gt in zip(proposals, ground_truth, strict=True):
-            candidates = torch.cat([props.detach(), gt.boxes.to(props.dtype)])
+            # float32 RoIs: under bf16 autocast the RPN's proposals are bf16, and GT boxes cast to
+            # them (and the targets gathered in the RoIs' dtype) would lose all but 8 bits.
+            candidates = torch.cat([props.detach().float(), gt.boxes.float()])
             matched = match_proposals(candidates, gt.boxes, self.proposal_matchers[0])
             rois.append(candidates[sample_proposals(matched, self.fg_bg_sampler)])
 
@@ -212,7 +216,7 @@ class CascadeRoIHeads(nn.Module):
         self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], image_sizes: ImageSizes
     ) -> list[dict[str, torch.Tensor]]:
         """Per image ``{"boxes", "scores", "labels", "class_scores", "masks" [D,1,2S,2S]}`` (resized)."""
-        rois = [p.detach() for p in proposals]
+        rois = [p.detach().float() for p in proposals]
         last = self.num_stages - 1
         for k in range(last):
             _, deltas = self._run_stage(k, features, rois, image_sizes)

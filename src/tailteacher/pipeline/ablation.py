@@ -157,11 +157,21 @@ def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Lo
 
 
 def run_seed(
-    config: Config, plan: AblationPlan, seed: int, root: Path, log: Log
+    config: Config, plan: AblationPlan, seed: int, root: Path, log: Log, part: str = "all"
 ) -> dict[str, dict[str, Any]]:
-    """Every row of one seed; returns {row key@fraction: table row}."""
+    """Every row of one seed (``part``: ``all``, ``full`` = Table 1, ``fractions`` = Fig. 2's
+    fractions < 1; the two are independent); returns {row key@fraction: table row}."""
     cfg = with_updates(config, train={"seed": seed})
     base = root / f"seed{seed}"
+    rows: dict[str, dict[str, Any]] = {}
+    if part in ("all", "full"):
+        rows.update(_full_rows(cfg, plan, base, log))
+    if part in ("all", "fractions"):
+        rows.update(_fraction_rows(cfg, plan, base, log))
+    return rows
+
+
+def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log)
     for key, outcome in teachers.items():
@@ -176,6 +186,11 @@ def run_seed(
             cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
         )
         rows[f"{row.key}@1"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+    return rows
+
+
+def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
     all_rows = {r.key: r for r in plan.teacher_rows()}
     for fraction in plan.fractions:
         # One subset per seed folder (the same images for every seed): no two processes write it.
@@ -255,11 +270,13 @@ def run_ablation(
     out: Path,
     *,
     only_seed: int | None = None,
+    part: str = "all",
+    collect_only: bool = False,
     command: str = "",
     log: Log = print,
 ) -> tuple[dict[str, dict[str, Any]], Path]:
-    """Run (or resume) the plan's seeds (or ``only_seed``) and write ``ablation.{json,md}`` from
-    every seed finished so far. Returns the summary and the markdown's path."""
+    """Run (or resume) the plan's seeds (or ``only_seed``; none with ``collect_only``) and write
+    ``ablation.{json,md}`` from every row finished so far. Returns the summary and the markdown's path."""
     t0 = time.perf_counter()
     cfg = with_updates(config, run={"run_dir": str(out)})
     if cfg.data.heldout_json is None:
@@ -267,20 +284,20 @@ def run_ablation(
         cfg = with_updates(cfg, data=split.result)
     per_seed: dict[int, dict[str, dict[str, Any]]] = {}
     for seed in plan.seeds:
-        if only_seed is not None and seed != only_seed:
+        if collect_only or (only_seed is not None and seed != only_seed):
             continue
         log(f"== seed {seed} ==")
-        per_seed[seed] = run_seed(cfg, plan, seed, out, log)
-    for seed in plan.seeds:  # seeds run by other processes, finished or not
-        if seed not in per_seed and (out / f"seed{seed}").is_dir():
-            done = _finished_rows(out / f"seed{seed}", plan)
+        per_seed[seed] = run_seed(cfg, plan, seed, out, log, part)
+    for seed in plan.seeds:  # rows run by other processes, finished so far
+        if (out / f"seed{seed}").is_dir():
+            done = {**_finished_rows(out / f"seed{seed}", plan), **per_seed.get(seed, {})}
             if done:
                 per_seed[seed] = done
     summary = aggregate(per_seed)
     seconds = time.perf_counter() - t0
     meta = {
         "command": command,
-        "machine": f"{platform.machine()}, {_cpu_count()} CPU cores, torch device {cfg.train.device}",
+        "machine": _machine(cfg.train.device),
         "minutes": seconds / 60,
         "seeds": sorted(per_seed),
     }
@@ -289,6 +306,15 @@ def run_ablation(
     md = out / "ablation.md"
     atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta).encode("utf-8"))
     return summary, md
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    where = f"{platform.machine()}, {_cpu_count()} CPU cores, torch {torch.__version__}"
+    if device != "cpu" and torch.cuda.is_available():
+        return f"{where}, {torch.cuda.get_device_name(0)}"
+    return f"{where}, CPU only"
 
 
 def _cpu_count() -> int:

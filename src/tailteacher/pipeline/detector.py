@@ -104,12 +104,13 @@ class TargetBuilder:
     smoothing: torch.Tensor | None = None  # S' [C, C] for kind == "similarity"
 
     def __call__(self, labels: torch.Tensor) -> torch.Tensor:
+        """[N] int64 → [N, C] float32 on the device of ``labels`` (S' stays where it was built)."""
         if self.kind == "onehot":
             return torch.nn.functional.one_hot(labels, self.num_classes).float()
         if self.kind == "uniform":
             return uniform_smooth_targets(labels, self.num_classes, self.eps)
         assert self.smoothing is not None
-        return smooth_targets(labels, self.smoothing, self.eps).float()
+        return smooth_targets(labels, self.smoothing, self.eps).to(device=labels.device, dtype=torch.float32)
 
 
 def target_builder(
@@ -194,13 +195,13 @@ def training_targets(
     """The model's training targets for a batch of augmented samples."""
     out = []
     for s in samples:
-        labels = s.labels.to(device)
         out.append(
             {
                 "boxes": s.boxes.as_subclass(torch.Tensor).float().to(device),
-                "labels": labels,
+                "labels": s.labels.to(device),
                 "masks": s.masks.as_subclass(torch.Tensor).to(torch.uint8).to(device),
-                "class_targets": targets(labels.cpu()).to(device),
+                # Built from the loader's CPU labels (S' is on the CPU), then moved: no device sync.
+                "class_targets": targets(s.labels).to(device),
             }
         )
     return out

@@ -54,7 +54,7 @@ def pool_instances(
     Returns:
         [sum N_b, D] one embedding per instance, in the order of ``boxes``.
     """
-    rois = [b.to(features.dtype) for b in boxes]
+    rois = [b.to(device=features.device, dtype=features.dtype) for b in boxes]
     if sum(len(b) for b in rois) == 0:
         return features.new_zeros(0, features.shape[1])
     pooled: torch.Tensor = roi_align(

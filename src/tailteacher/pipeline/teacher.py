@@ -20,7 +20,7 @@ from ..data.dataset import LvisDataset, Sample, Skipped, collate
 from ..data.frequency import frequency_groups
 from ..data.lvis_json import LvisData, check_image_files, load_lvis
 from ..data.sampling import RepeatFactorSampler, repeat_factors
-from ..engine import LoaderSource, build_trainer, init_run
+from ..engine import LoaderSource, build_trainer, init_run, resolve_device
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..errors import InputError
@@ -49,8 +49,9 @@ from .prototypes import (
 
 
 def _prototype_batches(
-    data: LvisData, batch_size: int
+    data: LvisData, batch_size: int, device: torch.device
 ) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]]:
+    """(images, boxes) on ``device``, labels on the CPU (the accumulator's device)."""
     dist = current_dist_info()
     dataset = LvisDataset(data, sorted(data.images)[dist.rank :: dist.world_size])
     for start in range(0, len(dataset), batch_size):
@@ -58,8 +59,8 @@ def _prototype_batches(
         samples = [s for s in items if isinstance(s, Sample)]
         if samples:
             yield (
-                images_of(samples, torch.device("cpu")),
-                [s.boxes.as_subclass(torch.Tensor) for s in samples],
+                images_of(samples, device),
+                [s.boxes.as_subclass(torch.Tensor).to(device) for s in samples],
                 [s.labels for s in samples],
             )
 
@@ -73,15 +74,18 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     model = build_detector(config, data)
     if checkpoint is not None:
         load_detector_weights(model, checkpoint)
-    backbone = model.backbone.eval()
-    mean = torch.tensor(backbone.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
+    # On train.device: the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
+    device = resolve_device(config.train, current_dist_info())
+    backbone = model.backbone.to(device).eval()
+    mean = torch.tensor(backbone.image_mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.image_std, device=device).view(1, 3, 1, 1)
 
     def features(images: torch.Tensor) -> tuple[torch.Tensor, float]:
         return backbone.embed((images - mean) / std)
 
     t0 = time.perf_counter()
-    acc = accumulate_prototypes(_prototype_batches(data, config.data.batch_size), features, data.num_classes)
+    batches = _prototype_batches(data, config.data.batch_size, device)
+    acc = accumulate_prototypes(batches, features, data.num_classes)
     prototypes, counts = acc.compute()
     t = config.targets
     sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)

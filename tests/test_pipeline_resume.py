@@ -1,0 +1,103 @@
+"""`tailteacher run` killed with SIGKILL inside the student stage, then run again: the finished
+stages are skipped, the student resumes from its checkpoint, and its final weights equal those of
+an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tailteacher.data.synth import generate
+
+STUDENT_STEPS = 8
+
+
+def _cmd(data: Path, run: Path) -> list[str]:
+    sets = {
+        "data.train_json": f"{data}/train.json",
+        "data.heldout_json": "null",
+        "data.val_json": f"{data}/val.json",
+        "data.unlabeled_json": f"{data}/unlabeled.json",
+        "data.image_root": f"{data}/images",
+        "data.image_size": 64,
+        "data.batch_size": 2,
+        "data.workers": 0,
+        "model.image_min_size": 64,
+        "model.image_max_size": 64,
+        "model.roi_batch_size_per_image": 32,
+        "model.proposals_test": 50,
+        "model.detections_per_image": 20,
+        "targets.kind": "onehot",
+        "train.max_steps": 3,
+        "train.warmup_steps": 1,
+        "train.checkpoint_every": 2,
+        "student.max_steps": STUDENT_STEPS,
+        "student.unlabeled_batch_size": 2,
+        "run.run_dir": str(run),
+    }
+    return [sys.executable, "-m", "tailteacher", "run", "demo", *(f"--set={k}={v}" for k, v in sets.items())]
+
+
+# One thread everywhere: another thread count changes float reductions, which is not the resume.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _start(data: Path, run: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _cmd(data, run), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _student_checkpoint(run: Path) -> int:
+    try:
+        return int(json.loads((run / "student" / "checkpoints" / "last_checkpoint.json").read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: two pipelines of a few steps each
+def test_run_killed_in_the_student_resumes_to_the_uninterrupted_result(tmp_path):
+    data = tmp_path / "tiny"
+    generate("tiny", 0, data)
+    ref, run = tmp_path / "uninterrupted", tmp_path / "killed"
+    reference = _start(data, ref)
+    victim = _start(data, run)
+    try:
+        deadline = time.monotonic() + 300
+        while not 2 <= _student_checkpoint(run) < STUDENT_STEPS:
+            assert victim.poll() is None, (
+                f"the run ended before it was killed: {victim.stderr.read()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, "no student checkpoint within 300 s"
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        victim.kill()
+        victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert (run / "student" / "stage.started.json").is_file() and not (
+        run / "student" / "stage.json"
+    ).exists()
+
+    resumed = subprocess.run(_cmd(data, run), env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for stage in ("split", "teacher", "calibrate"):
+        assert f"[{stage}] done already" in resumed.stdout
+    assert "[student] resuming the stopped stage" in resumed.stdout
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err[-3000:]
+
+    got = load_file(run / "student" / "model_final.safetensors")
+    want = load_file(ref / "student" / "model_final.safetensors")
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert (got[key] == value).all(), key
+    rows = [json.loads((d / "report.json").read_text())["rows"] for d in (run, ref)]
+    assert rows[0] == rows[1]
