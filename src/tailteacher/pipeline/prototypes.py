@@ -72,15 +72,16 @@ def accumulate_prototypes(
     """Stream (images, boxes, labels) batches through ``feature_fn`` into an accumulator.
 
     Each batch is B images [3, H, W] float in [0, 1], B box tensors [N_b, 4] XYXY, and B label
-    tensors [N_b] (contiguous classes). The accumulator is reduced across ranks before return.
+    tensors [N_b] (contiguous classes). The accumulator sits on the features' device (nccl reduces
+    CUDA tensors only) and is reduced across ranks before return.
     """
     acc: PrototypeAccumulator | None = None
     for images, boxes, labels in batches:
         features, stride = feature_fn(pad_batch(images))
         if acc is None:
-            acc = PrototypeAccumulator(num_classes, int(features.shape[1]))
+            acc = PrototypeAccumulator(num_classes, int(features.shape[1]), device=features.device)
         emb = pool_instances(features.float(), boxes, stride)
-        acc.update(emb.cpu(), torch.cat([lab.reshape(-1) for lab in labels]).cpu())
+        acc.update(emb, torch.cat([lab.reshape(-1) for lab in labels]))
     if acc is None:
         raise ValueError("no images to compute prototypes from")
     return acc.all_reduce()

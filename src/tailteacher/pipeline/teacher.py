@@ -74,7 +74,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     model = build_detector(config, data)
     if checkpoint is not None:
         load_detector_weights(model, checkpoint)
-    # On train.device: the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
+    # On train.device; the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
     device = resolve_device(config.train, current_dist_info())
     backbone = model.backbone.to(device).eval()
     mean = torch.tensor(backbone.image_mean, device=device).view(1, 3, 1, 1)
@@ -86,7 +86,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     t0 = time.perf_counter()
     batches = _prototype_batches(data, config.data.batch_size, device)
     acc = accumulate_prototypes(batches, features, data.num_classes)
-    prototypes, counts = acc.compute()
+    prototypes, counts = (v.cpu() for v in acc.compute())
     t = config.targets
     sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
     run_dir = Path(config.run.run_dir)
