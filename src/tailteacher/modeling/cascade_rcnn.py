@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
 from .backbones import DetectionBackbone
 from .cascade_heads import CascadeRoIHeads
 from .cascade_targets import GroundTruth
+from .paste import paste_masks
 
 Target = dict[str, torch.Tensor]
 
@@ -93,8 +94,12 @@ class CascadeMaskRCNN(nn.Module):
         features = self.backbone(batch.tensors)
         proposals, _ = self.rpn(batch, features)
         detections = self.roi_heads.forward_eval(features, proposals, batch.image_sizes)
-        # Rescales boxes and pastes the masks into the original image; other keys pass through.
-        result: list[Target] = self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+        # Boxes back to the original image, masks pasted there (all of an image's at once).
+        for det, size, original in zip(detections, batch.image_sizes, original_sizes, strict=True):
+            det["boxes"] = resize_boxes(det["boxes"], size, original)
+            if "masks" in det:
+                det["masks"] = paste_masks(det["masks"], det["boxes"], original)
+        result: list[Target] = detections
         return result
 
 
