@@ -3,11 +3,13 @@
 #
 #   bash benchmarks/gpu_ablation.sh [OUT]        # OUT default runs/gpu; logs and tables land there
 #
-# The same rows and step counts as the CPU run (`tailteacher ablate bench --seeds 3`), but 16
-# labeled (+16 unlabeled) images per step instead of 4: a GPU step of this small model costs about
-# the same at either size, so the teachers see 4× the images in the same time. One process per
-# seed, all on the one GPU (the model is small: launch-bound, not compute-bound). Python
-# packages missing on the machine (pydantic, pycocotools) are installed from ./.whl if present.
+# The same rows as the CPU run (`tailteacher ablate bench --seeds 3`), with 16 labeled (+16
+# unlabeled) images per step instead of 4 and half the steps (teacher 150, student 75): the
+# teachers see 2× the images. Sized from benchmarks/gpu_probe.sh on an H200 (docs/results.md):
+# a teacher step of 16 images 0.235 s alone on the GPU, val evaluation 5 s. Six processes
+# (seed × part) share the one GPU. First run (2026-11-26, before the batched mask paste and with
+# 300 steps): evaluation took ~3.5 min per model and only one row finished in 400 s.
+# Python packages missing on the machine (pydantic, pycocotools) are installed from ./.whl.
 set -euo pipefail
 OUT=${1:-runs/gpu}
 mkdir -p "$OUT"
@@ -28,7 +30,9 @@ $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvisio
 echo "data ready after $(( $(date +%s) - start )) s"
 
 GPU=(--set train.device=cuda --set train.deterministic=false --set data.workers=3
-     --set data.batch_size=16 --set student.unlabeled_batch_size=16 --set run.run_dir="$OUT/ablation")
+     --set data.batch_size=16 --set student.unlabeled_batch_size=16
+     --set train.max_steps=150 --set train.warmup_steps=25 --set student.max_steps=75 --set student.warmup_steps=10
+     --set run.run_dir="$OUT/ablation")
 # Smoke: two steps of a teacher on the GPU; stops here, cheaply, if a CUDA path is broken.
 $PY -m tailteacher train-teacher bench "${GPU[@]}" --set targets.kind=onehot --set train.max_steps=2 \
     --set train.warmup_steps=1 --set run.run_dir="$OUT/smoke" --set data.val_json=runs/data/bench/split/heldout.json \

@@ -72,7 +72,7 @@ def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads((out / "ablation.json").read_text())["summary"]
     expected = {f"{k}@1" for k in ("onehot", "uniform", "sim_g0", "sim_g15")}
-    expected |= {f"student_{k}@1" for k in ("onehot", "soft", "calibrated")}
+    expected |= {f"student_{k}@1" for k in ("onehot", "soft", "calibrated", "calibrated_topk", "labeled")}
     expected |= {"onehot@0.5", "sim_g15@0.5"}
     assert set(summary) == expected
     assert all(v["AP"][1] is None for v in summary.values())  # one seed: no std

@@ -9,7 +9,8 @@ Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed
    temperature (our extension of Eq. 2, docs/decisions.md);
 2. the teacher the students learn from (``student_teacher``, default the paper's γ = 1.5 row) is
    calibrated on the held-out split (Δ, Eq. 4);
-3. three students from it: one-hot pseudo-labels, soft pseudo-labels, calibrated (Eq. 5);
+3. three students from it: one-hot pseudo-labels, soft pseudo-labels, calibrated (Eq. 5), and a
+   control (ours): the same student steps with w = 0 (labeled images only);
 4. Fig. 2: for each fraction f < 1 of the labeled images (one subset per f, the same images for every seed),
    the ``fraction_rows`` teachers again, trained for f × the steps (the same number of epochs).
 
@@ -52,6 +53,8 @@ class Row:
     label: str
     targets: Mapping[str, Any] = field(default_factory=dict)
     pseudo_labels: str | None = None  # a student row
+    unsup_weight: float | None = None  # a student row's w (None: the config's)
+    support: str | None = None  # a calibrated student row's Eq. 5 support (None: the config's)
 
 
 TEACHER_ROWS = (
@@ -66,6 +69,22 @@ STUDENT_ROWS = (
     Row("student_onehot", "semi-supervised baseline (one-hot pseudo-labels)", pseudo_labels="onehot"),
     Row("student_soft", "+ soft student targets", pseudo_labels="soft"),
     Row("student_calibrated", "+ calibration correction (Eq. 5)", pseudo_labels="calibrated"),
+    # Not in the paper: Eq. 5 on the teacher's top-k classes only (D51); read literally ("all"),
+    # λΔ_j lifts class j in every row, and the classes with the largest Δ take over the argmax.
+    Row(
+        "student_calibrated_topk",
+        "+ calibration correction on the teacher's top-k classes (support nonzero)",
+        pseudo_labels="calibrated",
+        support="nonzero",
+    ),
+    # Not in the paper: the same student schedule with w = 0, i.e. the teacher trained on for the
+    # student's steps on labeled images only. What the pseudo-label rows add is their gain over this.
+    Row(
+        "student_labeled",
+        "control: student steps without pseudo-labels (w = 0)",
+        pseudo_labels="onehot",
+        unsup_weight=0.0,
+    ),
 )
 
 
@@ -181,7 +200,12 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
     student_base = cfg.student or StudentConfig()
     for row in STUDENT_ROWS:
         assert row.pseudo_labels is not None
-        student = student_base.model_copy(update={"pseudo_labels": row.pseudo_labels})
+        update: dict[str, Any] = {"pseudo_labels": row.pseudo_labels}
+        if row.unsup_weight is not None:
+            update["unsup_weight"] = row.unsup_weight
+        if row.support is not None:
+            update["support"] = row.support
+        student = student_base.model_copy(update=update)
         outcome = student_stage(
             cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
         )

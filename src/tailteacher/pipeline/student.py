@@ -201,7 +201,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         if lab:
             sup = m(images_of(lab, device), training_targets(lab, targets, device))
             losses.update({f"sup_{k}": v for k, v in sup.items()})
-        if unl:
+        if unl and s.unsup_weight > 0:  # w = 0: labeled images only (no teacher inference)
             with torch.no_grad():
                 teacher.eval()
                 detections = teacher([_view_image(p.weak, device) for p in unl])
