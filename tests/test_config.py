@@ -175,6 +175,12 @@ def test_shipped_configs_validate_and_resolve_by_name(name):
     assert load_config(ROOT / "src" / "tailteacher" / "configs" / f"{name}.yaml") == cfg
 
 
+def test_a_folder_of_the_same_name_does_not_hide_a_shipped_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. a run folder
+    assert load_config("demo") == load_config(ROOT / "src" / "tailteacher" / "configs" / "demo.yaml")
+
+
 def test_demo_is_a_cpu_preset_and_lvis_is_the_papers_setup():
     demo = load_config("demo")
     assert demo.train.device == "cpu" and not demo.train.amp and demo.train.deterministic

@@ -72,3 +72,16 @@ def test_plan_refuses_unknown_rows_and_bad_fractions():
         "sim_g0_T0.05",
         "sim_g15_T0.05",
     ]
+
+
+def test_finished_rows_read_finished_records_and_skip_unreadable_ones(tmp_path):
+    from tailteacher.pipeline.ablation import _finished_rows
+
+    result = {"metrics": {"AP": 0.5, "APr": 0.1, "APc": 0.2, "APf": 0.3}, "val_ece": {"all": 0.05}}
+    run_stage("t", tmp_path / "full" / "teacher_onehot", {"a": 1}, lambda r: result, log=lambda _: None)
+    (tmp_path / "full" / "teacher_uniform").mkdir(parents=True)
+    (tmp_path / "full" / "teacher_uniform" / DONE).write_text("{not json")
+    (tmp_path / "full" / "student_soft").mkdir(parents=True)
+    (tmp_path / "full" / "student_soft" / DONE).write_text('{"hash": "x"}')
+    rows = _finished_rows(tmp_path, AblationPlan(seeds=[0], fractions=()))
+    assert rows == {"onehot@1": table_row(result["metrics"], result["val_ece"])}

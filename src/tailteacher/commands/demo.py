@@ -31,12 +31,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
     from ..engine.config import Config
-    from ..engine.config_io import load_config
+    from ..engine.config_io import PACKAGED_CONFIGS, load_config
     from ..pipeline.run import format_table, run_pipeline
     from .synth import format_summary
 
     t0 = time.perf_counter()
-    config: Config = load_config("demo", args.overrides)
+    config: Config = load_config(PACKAGED_CONFIGS / "demo.yaml", args.overrides)
     data = Path(config.data.val_json).parent
     names = ("train.json", "val.json", "unlabeled.json", "unlabeled_truth.json")  # after the images
     if all((data / n).is_file() for n in names):

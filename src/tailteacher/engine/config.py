@@ -180,9 +180,9 @@ class StudentConfig(StrictModel):
     )
     box_threshold: float | None = Field(
         default=None,
-        ge=0,
+        gt=0,
         le=1,
-        description="keep pseudo-boxes whose (corrected) top score ≥ this; null: per mode",
+        description="keep pseudo-boxes whose top score (see threshold_on) ≥ this; null: per mode",
     )
     top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")

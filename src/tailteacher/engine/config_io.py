@@ -211,9 +211,10 @@ def packaged_configs() -> list[str]:
 
 
 def resolve_config_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself when it exists or has a folder or suffix; else the shipped config of that name."""
+    """``path`` itself when it is a file or has a folder or suffix; else the shipped config of that
+    name (a folder called ``demo``, e.g. a run folder, does not hide the shipped ``demo``)."""
     p = Path(path)
-    if p.exists() or p.suffix or len(p.parts) > 1:
+    if p.is_file() or p.suffix or len(p.parts) > 1:
         return p
     shipped = PACKAGED_CONFIGS / f"{p.name}.yaml"
     return shipped if shipped.is_file() else p

@@ -9,8 +9,9 @@ Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed
    temperature (our extension of Eq. 2, docs/decisions.md);
 2. the teacher the students learn from (``student_teacher``, default the paper's γ = 1.5 row) is
    calibrated on the held-out split (Δ, Eq. 4);
-3. three students from it: one-hot pseudo-labels, soft pseudo-labels, calibrated (Eq. 5), and a
-   control (ours): the same student steps with w = 0 (labeled images only);
+3. the paper's three students from it: one-hot pseudo-labels, soft pseudo-labels, calibrated
+   (Eq. 5); and two of ours: Eq. 5 on the teacher's top-k classes (``support="nonzero"``, D51)
+   and a control with the same student steps at w = 0 (labeled images only);
 4. Fig. 2: for each fraction f < 1 of the labeled images (one subset per f, the same images for every seed),
    the ``fraction_rows`` teachers again, trained for f × the steps (the same number of epochs).
 
@@ -44,7 +45,7 @@ from .run import (
     teacher_stage,
     with_updates,
 )
-from .stages import StageOutcome, file_hash, run_stage
+from .stages import DONE, StageOutcome, file_hash, read_record, run_stage
 
 
 @dataclass(frozen=True)
@@ -348,9 +349,9 @@ def _cpu_count() -> int:
 
 
 def _finished_rows(base: Path, plan: AblationPlan) -> dict[str, dict[str, Any]]:
-    """Rows of a seed another process ran, read from its finished stages' ``stage.json``."""
-    import json
-
+    """Rows of a seed another process ran, read from its finished stages' ``stage.json``.
+    The records' hashes are not checked against this config: collect with the config the rows
+    ran with (a stage folder holds one hash only, but seeds run with other configs would mix)."""
     rows: dict[str, dict[str, Any]] = {}
     found: list[tuple[str, Path]] = [
         (f"{r.key}@1", base / "full" / f"teacher_{r.key}") for r in plan.teacher_rows()
@@ -359,8 +360,7 @@ def _finished_rows(base: Path, plan: AblationPlan) -> dict[str, dict[str, Any]]:
     for f in plan.fractions:
         found += [(f"{k}@{f:g}", base / f"fraction{f:g}" / f"teacher_{k}") for k in plan.fraction_rows]
     for key, folder in found:
-        record = folder / "stage.json"
-        if record.is_file():
-            result = json.loads(record.read_text(encoding="utf-8"))["result"]
+        result = (read_record(folder / DONE) or {}).get("result")
+        if isinstance(result, dict) and "metrics" in result and "val_ece" in result:
             rows[key] = table_row(result["metrics"], result["val_ece"])
     return rows

@@ -69,8 +69,9 @@ class PseudoLabelConfig:
 
     Attributes:
         mode: ``"onehot"``, ``"soft"`` or ``"calibrated"`` (Eq. 5).
-        box_threshold: τ; a detection is kept when its score (onehot) or its target row's max
-            (soft, calibrated; after Eq. 5) is ≥ τ. None = ``DEFAULT_BOX_THRESHOLD[mode]``.
+        box_threshold: τ; a detection is kept when its score (onehot), the max of its top-k
+            teacher row (soft; calibrated with ``threshold_on="teacher"``) or of its corrected row
+            (``threshold_on="corrected"``) is ≥ τ. None = ``DEFAULT_BOX_THRESHOLD[mode]``.
         top_k: classes kept per target row, the others set to 0 (soft, calibrated); None = all.
         lam: λ of Eq. 5 (paper: 2).
         support: ``"all"`` (Eq. 5 literally on the whole row, then top-k) or ``"nonzero"``

@@ -30,7 +30,7 @@ def write_report(
     lines = [
         "# tailteacher run report",
         "",
-        f"Config hash `{config_hash(config)[:12]}` (resolved configs in each stage's `config.yaml`).",
+        f"Config hash `{config_hash(config)[:12]}` (resolved configs in the training stages' `config.yaml`).",
         f"Evaluated on `{config.data.val_json}`: mask AP in points (LVIS, 300 detections per image),",
         "ECE of the detections' scores matched at IoU ≥ 0.5 (10 bins).",
         "",

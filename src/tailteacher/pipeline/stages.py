@@ -53,7 +53,8 @@ class StageOutcome:
     seconds: float
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A stage record (``stage.json`` / ``stage.started.json``); None when absent or unreadable."""
     if not path.is_file():
         return None
     try:
@@ -91,7 +92,7 @@ def run_stage(
     """
     folder = Path(folder)
     digest = content_hash(dict(inputs))
-    done = _read(folder / DONE)
+    done = read_record(folder / DONE)
     if done is not None:
         if done.get("hash") == digest:
             log(f"[{name}] done already ({folder}), skipped")
@@ -100,7 +101,7 @@ def run_stage(
             f"{folder / DONE}: stage {name!r} finished here with other inputs (config or data "
             "changed); remove the folder or choose another run.run_dir"
         )
-    started = _read(folder / STARTED)
+    started = read_record(folder / STARTED)
     resume = False
     if started is not None:
         if started.get("hash") != digest:
