@@ -272,7 +272,8 @@ def render(
         f"Seeds {list(seeds)}; mean ± sample std over seeds (one seed: no std). Mask AP in points on "
         "val (LVIS rules); ECE of the detections matched at IoU ≥ 0.5, 10 bins.",
         f"Students learn from the `{plan.student_teacher}` teacher. Command: `{meta.get('command', '')}`; "
-        f"machine: {meta.get('machine', '')}; wall time {meta.get('minutes', 0):.1f} min.",
+        f"machine: {meta.get('machine', '')}; this process {meta.get('minutes', 0):.1f} min; the finished "
+        f"stages' own times sum to {meta.get('stage_minutes', 0):.1f} min.",
         "",
         format_table(full, first="row"),
         "",
@@ -324,6 +325,7 @@ def run_ablation(
         "command": command,
         "machine": _machine(cfg.train.device),
         "minutes": seconds / 60,
+        "stage_minutes": _stage_seconds(out) / 60,
         "seeds": sorted(per_seed),
     }
     payload = {"meta": meta, "per_seed": {str(s): r for s, r in per_seed.items()}, "summary": summary}
@@ -331,6 +333,18 @@ def run_ablation(
     md = out / "ablation.md"
     atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta).encode("utf-8"))
     return summary, md
+
+
+def _stage_seconds(out: Path) -> float:
+    """Sum of the recorded run times of every finished stage under ``out`` (all seeds, all processes)."""
+    from .stages import DONE, read_record
+
+    total = 0.0
+    for path in out.rglob(DONE):
+        record = read_record(path)
+        if record is not None:
+            total += float(record.get("seconds", 0.0))
+    return total
 
 
 def _machine(device: str) -> str:
