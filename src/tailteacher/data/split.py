@@ -70,7 +70,8 @@ def split_heldout(data: LvisData, heldout: float = 0.15, seed: int = 0) -> tuple
     return sorted(set(ids) - held), sorted(held)
 
 
-def _subset(raw: dict[str, Any], image_ids: list[int]) -> dict[str, Any]:
+def subset_json(raw: dict[str, Any], image_ids: list[int]) -> dict[str, Any]:
+    """``raw`` (an LVIS/COCO json) with only ``image_ids``' images and their annotations."""
     keep = set(image_ids)
     out = {k: v for k, v in raw.items() if k not in ("images", "annotations")}
     out["images"] = [img for img in raw["images"] if img["id"] in keep]
@@ -85,8 +86,8 @@ def write_split(
     which are those of the full training set) are copied unchanged into both."""
     train_ids, held_ids = split_heldout(data, heldout, seed)
     out_dir = Path(out)
-    atomic_write_json(out_dir / "train.json", _subset(data.raw, train_ids))
-    atomic_write_json(out_dir / "heldout.json", _subset(data.raw, held_ids))
+    atomic_write_json(out_dir / "train.json", subset_json(data.raw, train_ids))
+    atomic_write_json(out_dir / "heldout.json", subset_json(data.raw, held_ids))
     groups = frequency_groups(data)
     held_set = set(held_ids)
     in_train = {int(a["category_id"]) for a in data.annotations if a["image_id"] not in held_set}

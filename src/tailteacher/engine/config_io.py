@@ -245,12 +245,16 @@ def load_config(
 # -- saving and hashing -----------------------------------------------------------------------
 
 
+def canonical_hash(payload: Any) -> str:
+    """SHA-256 of ``payload`` as canonical JSON (sorted keys, no spaces, UTF-8)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def config_hash(config: BaseModel, exclude: Iterable[str] = ("run",)) -> str:
     """SHA-256 of the resolved config (canonical JSON, sorted keys) without the ``exclude`` sections:
     where a run lives and whether it resumes do not change what it computes."""
-    dump = config.model_dump(mode="json", exclude=set(exclude))
-    canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical_hash(config.model_dump(mode="json", exclude=set(exclude)))
 
 
 def dump_config(config: BaseModel) -> str:

@@ -39,9 +39,9 @@ from .run import (
     calibrate_stage,
     format_table,
     prototypes_stage,
+    result_row,
     split_stage,
     student_stage,
-    table_row,
     teacher_stage,
     with_updates,
 )
@@ -133,14 +133,14 @@ def subset_stage(config: Config, fraction: float, folder: Path, log: Log, seed: 
     import numpy as np
 
     from ..data.lvis_json import load_lvis
-    from ..data.split import _subset
+    from ..data.split import subset_json
 
     def action(resume: bool) -> dict[str, Any]:
         data = load_lvis(config.data.train_json, config.data.image_root)
         ids = sorted(data.images)
         keep = max(1, round(fraction * len(ids)))
         chosen = sorted(int(ids[i]) for i in np.random.default_rng(seed).permutation(len(ids))[:keep])
-        atomic_write_json(folder / "train.json", _subset(data.raw, chosen))
+        atomic_write_json(folder / "train.json", subset_json(data.raw, chosen))
         return {"train_json": str(folder / "train.json"), "images": keep}
 
     inputs = {"train": file_hash(config.data.train_json), "fraction": fraction, "seed": seed}
@@ -195,7 +195,7 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
     rows: dict[str, dict[str, Any]] = {}
     teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log)
     for key, outcome in teachers.items():
-        rows[f"{key}@1"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+        rows[f"{key}@1"] = result_row(outcome.result)
     source = teachers[plan.student_teacher]
     calibration = calibrate_stage(cfg, source, base / "full", log)
     student_base = cfg.student or StudentConfig()
@@ -210,7 +210,7 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
         outcome = student_stage(
             cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
         )
-        rows[f"{row.key}@1"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+        rows[f"{row.key}@1"] = result_row(outcome.result)
     return rows
 
 
@@ -231,7 +231,7 @@ def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dic
             fcfg, [all_rows[k] for k in plan.fraction_rows], base / f"fraction{fraction:g}", log
         )
         for key, outcome in block.items():
-            rows[f"{key}@{fraction:g}"] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
+            rows[f"{key}@{fraction:g}"] = result_row(outcome.result)
     return rows
 
 
@@ -376,5 +376,5 @@ def _finished_rows(base: Path, plan: AblationPlan) -> dict[str, dict[str, Any]]:
     for key, folder in found:
         result = (read_record(folder / DONE) or {}).get("result")
         if isinstance(result, dict) and "metrics" in result and "val_ece" in result:
-            rows[key] = table_row(result["metrics"], result["val_ece"])
+            rows[key] = result_row(result)
     return rows

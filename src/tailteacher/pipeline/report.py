@@ -20,13 +20,15 @@ def _rel(path: Path, root: Path) -> str:
 def write_report(
     root: Path,
     config: Config,
-    rows: Mapping[str, Mapping[str, float | None]],
+    models: Mapping[str, StageOutcome],
     stages: Sequence[StageOutcome],
     calibration: StageOutcome | None,
 ) -> Path:
-    """Write ``root/report.md`` (table, calibration, plots, stage times) and ``root/report.json``."""
-    from .run import format_table
+    """Write ``root/report.md`` (table, calibration, plots, stage times) and ``root/report.json``;
+    ``models`` names the table's rows and the training stages they come from."""
+    from .run import format_table, result_row
 
+    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
     lines = [
         "# tailteacher run report",
         "",
@@ -49,8 +51,8 @@ def write_report(
     plots = [
         ("teacher, held-out", calibration.folder / "reliability_all.png" if calibration else None),
         *(
-            (f"{name}, val", _model_dir(stages, name) / "val_calibration" / "reliability_all.png")
-            for name in rows
+            (f"{name}, val", m.folder / "val_calibration" / "reliability_all.png")
+            for name, m in models.items()
         ),
     ]
     shown_plots = [(label, p) for label, p in plots if p is not None and p.is_file()]
@@ -76,12 +78,3 @@ def write_report(
     }
     atomic_write_json(root / "report.json", payload, indent=2)
     return md
-
-
-def _model_dir(stages: Sequence[StageOutcome], row: str) -> Path:
-    """The folder of the stage a table row came from (rows are named after their stage)."""
-    name = row.split(" ", 1)[0]
-    for s in stages:
-        if s.name == name:
-            return s.folder
-    return Path(os.devnull)

@@ -196,6 +196,11 @@ def table_row(metrics: Mapping[str, float], ece: Mapping[str, float | None]) -> 
     return row
 
 
+def result_row(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """The table row of a training stage's recorded result (its ``metrics`` and ``val_ece``)."""
+    return table_row(result["metrics"], result["val_ece"])
+
+
 def format_table(rows: Mapping[str, Mapping[str, Any]], first: str = "model") -> str:
     """A markdown table: one line per row, the ``METRICS`` columns; a value may be a number,
     None ("-") or a ``(mean, std)`` pair ("mean ± std")."""
@@ -251,7 +256,6 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         models[f"student ({student_cfg.pseudo_labels})"] = student
     else:
         log("[student] skipped: data.unlabeled_json is not set")
-    for name, outcome in models.items():
-        result.rows[name] = table_row(outcome.result["metrics"], outcome.result["val_ece"])
-    write_report(root, cfg, result.rows, result.stages, calibration)
+    result.rows = {name: result_row(outcome.result) for name, outcome in models.items()}
+    write_report(root, cfg, models, result.stages, calibration)
     return result

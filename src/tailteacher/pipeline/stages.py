@@ -22,25 +22,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.config_io import canonical_hash
 from ..io import atomic_write_json
 
 DONE = "stage.json"
 STARTED = "stage.started.json"
 
 
-def content_hash(payload: Any) -> str:
-    """SHA-256 of ``payload`` as canonical JSON (sorted keys)."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+#: (path, size, mtime_ns) → SHA-256: every stage hashes the jsons it reads, and an LVIS train json
+#: is ~1 GB, so each file is read once per process unless it changes.
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (an input json: a changed file changes every stage after it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def run_stage(
         ValueError: the folder holds a stage run on other inputs.
     """
     folder = Path(folder)
-    digest = content_hash(dict(inputs))
+    digest = canonical_hash(dict(inputs))
     done = read_record(folder / DONE)
     if done is not None:
         if done.get("hash") == digest:
