@@ -43,20 +43,24 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
     out = capsys.readouterr().out
-    for stage in ("split", "prototypes", "teacher", "calibrate", "student"):
+    for stage in ("split", "prototypes", "teacher", "calibrate", "control", "student"):
         assert f"[{stage}] running" in out and (run / stage.replace("calibrate", "calibration")).is_dir()
     assert "| teacher " in out and "| student (calibrated) " in out and "report: " in out
     report = json.loads((run / "report.json").read_text())
-    assert set(report["rows"]) == {"teacher", "student (calibrated)"}
-    for row in report["rows"].values():
+    rows = report["rows"]
+    assert set(rows) == {"teacher", "control (labeled only)", "student (calibrated)", "student − control"}
+    for row in rows.values():
         assert set(row) == {"AP", "APr", "APc", "APf", "ECE"}
+    for k, v in rows["student − control"].items():  # the paired gain is the difference of the rows
+        a, b = rows["student (calibrated)"][k], rows["control (labeled only)"][k]
+        assert v == (None if a is None or b is None else pytest.approx(a - b))
     assert (run / "report.md").read_text().startswith("# tailteacher run report")
     assert (run / "teacher" / "val_calibration" / "reliability_all.png").is_file()
     stamp = (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns
 
     assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
     out = capsys.readouterr().out
-    assert "running" not in out and out.count("skipped") == 5
+    assert "running" not in out and out.count("skipped") == 6
     assert (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run / "report.json").read_text())["rows"] == report["rows"]
 

@@ -259,3 +259,15 @@ def test_targets_train_the_model() -> None:
     targets = make_pseudo_labels(empty, PseudoLabelConfig(mode="soft"), None, weak, strong)
     losses = model([image], [targets])
     assert isinstance(losses, dict) and all(bool(torch.isfinite(v)) for v in losses.values())
+
+
+def test_ignore_band_adds_weight_zero_boxes() -> None:
+    # soft, τ = 0.3: row maxima 0.7, 0.7 (same box A), 0.4 (B), 0.2 (C). With the band [0.1, 0.3)
+    # C enters as an ignored box; A's second detection is still merged into the first.
+    out = run(PseudoLabelConfig(mode="soft", ignore_threshold=0.1))
+    assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B, BOX_C]))
+    assert_close(out["weights"], torch.tensor([1.0, 1.0, 0.0]))
+    assert out["masks"].shape[0] == 3
+    assert "weights" not in run(PseudoLabelConfig(mode="soft"))  # no band: unit weights by default
+    with pytest.raises(ValueError, match="ignore_threshold"):
+        PseudoLabelConfig(mode="soft", ignore_threshold=0.3)

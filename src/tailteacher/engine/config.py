@@ -184,11 +184,21 @@ class StudentConfig(StrictModel):
         le=1,
         description="keep pseudo-boxes whose top score (see threshold_on) ≥ this; null: per mode",
     )
+    ignore_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="teacher boxes scoring in [this, box_threshold) are ignored (no loss), not background",
+    )
     top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
     unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
     unsup_box_loss: bool = Field(
-        default=True, description="train box regression on pseudo-boxes (off: classification and masks only)"
+        default=True,
+        description="train box regression (RPN and cascade) on pseudo-boxes; off: classification only",
+    )
+    unsup_mask_loss: bool = Field(
+        default=True, description="train the mask head on the teacher's thresholded pseudo-masks"
     )
     teacher: Literal["frozen", "ema"] = Field(
         default="frozen", description="frozen teacher, or an EMA of the student"

@@ -16,6 +16,8 @@ Steps, all under ``torch.no_grad``:
     3. merge duplicates: the same box comes once per class it scored for, so detections whose
        boxes overlap with IoU ≥ 0.9 are one object. Greedily, highest s first, the first keeps its
        box, mask and row; the others are dropped. Then the ``max_boxes`` highest s.
+       With ``ignore_threshold``, detections scoring in [ignore_threshold, τ) also enter, as
+       ignored boxes (weight 0), merged with the others.
     4. boxes and masks weak → strong (``map_between``), drop what it drops (boxes under
        ``min_size`` strong pixels), threshold the resampled mask probabilities; drop empty masks.
 
@@ -82,6 +84,9 @@ class PseudoLabelConfig:
         max_boxes: most pseudo-labels per image (the highest scores).
         min_size: smallest kept box side, in strong-view pixels.
         dedupe_iou: boxes overlapping with IoU ≥ this are one object.
+        ignore_threshold: None, or a score below τ: detections scoring in [this, τ) become
+            ignored boxes (weight 0): the RoIs matched to them add no loss, instead of being taught
+            as certain background (ours, D58; the role SoftTeacher gives its background weights).
     """
 
     mode: Mode = "calibrated"
@@ -94,6 +99,7 @@ class PseudoLabelConfig:
     max_boxes: int = 100
     min_size: float = 1.0
     dedupe_iou: float = 0.9
+    ignore_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in DEFAULT_BOX_THRESHOLD:
@@ -114,6 +120,11 @@ class PseudoLabelConfig:
         for name in ("mask_threshold", "dedupe_iou"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a value in (0, 1], got {getattr(self, name)!r}")
+        if self.ignore_threshold is not None and not 0.0 < self.ignore_threshold < self.threshold:
+            raise ValueError(
+                f"ignore_threshold: expected None or a value in (0, τ = {self.threshold}), "
+                f"got {self.ignore_threshold!r}"
+            )
         if not self.min_size >= 0:
             raise ValueError(f"min_size: expected a value ≥ 0, got {self.min_size!r}")
 
@@ -121,6 +132,11 @@ class PseudoLabelConfig:
     def threshold(self) -> float:
         """τ in use: ``box_threshold``, or the mode's default."""
         return DEFAULT_BOX_THRESHOLD[self.mode] if self.box_threshold is None else self.box_threshold
+
+    @property
+    def lowest_threshold(self) -> float:
+        """The lowest score a detection needs to enter the targets at all (ignored or not)."""
+        return self.threshold if self.ignore_threshold is None else self.ignore_threshold
 
 
 def keep_top_k(rows: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -215,13 +231,17 @@ def make_pseudo_labels(
     Returns:
         In strong-view pixels, ordered by decreasing score: ``boxes`` [N, 4] float32,
         ``labels`` [N] int64 (argmax of the row), ``class_targets`` [N, C] float32 in [0, 1]
-        (rows not renormalised), and ``masks`` [N, h, w] uint8 when the detections had masks.
+        (rows not renormalised), ``masks`` [N, h, w] uint8 when the detections had masks, and
+        with ``ignore_threshold`` set, ``weights`` [N] float32: 1 for a pseudo-label (s ≥ τ), 0
+        for an ignored box (``ignore_threshold`` ≤ s < τ).
     """
     _check_detections(detections, weak)
     rows, scores = target_rows(detections, cfg, delta)
-    kept = torch.nonzero(scores >= cfg.threshold).squeeze(1)
+    kept = torch.nonzero(scores >= cfg.lowest_threshold).squeeze(1)
     boxes = detections["boxes"].float()
     kept = kept[merge_duplicates(boxes[kept], scores[kept], cfg.dedupe_iou)][: cfg.max_boxes]
+    # 1 for a pseudo-label, 0 for an ignored box (ignore_threshold ≤ s < τ): no loss on its RoIs.
+    weights = (scores[kept] >= cfg.threshold).float()
     masks = detections.get("masks")
     soft_masks = None if masks is None else masks[kept, 0].float()
     mapped = map_between(weak, strong, boxes=boxes[kept], masks=soft_masks, min_size=cfg.min_size)
@@ -237,6 +257,8 @@ def make_pseudo_labels(
         out["masks"] = binary[filled].to(torch.uint8)
     rows = rows[kept][keep].float()
     out.update(boxes=out_boxes, labels=rows.argmax(dim=1), class_targets=rows)
+    if cfg.ignore_threshold is not None:
+        out["weights"] = weights[keep]
     return out
 
 

@@ -26,9 +26,9 @@ def write_report(
 ) -> Path:
     """Write ``root/report.md`` (table, calibration, plots, stage times) and ``root/report.json``;
     ``models`` names the table's rows and the training stages they come from."""
-    from .run import format_table, result_row
+    from .run import format_table, model_rows
 
-    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
+    rows = model_rows(models)
     lines = [
         "# tailteacher run report",
         "",

@@ -9,8 +9,9 @@ images would cost more than a stage).
 
 Folders: ``split/`` (only when ``data.heldout_json`` is null: the 85/15 split of
 ``data.train_json``), ``prototypes/`` (only for ``targets.kind=similarity`` without
-``targets.prototypes``), ``teacher/``, ``calibration/``, ``student/``, and ``report.md`` /
-``report.json`` at the top, rewritten by every run.
+``targets.prototypes``), ``teacher/``, ``calibration/``, ``control/`` (the student's schedule on
+labeled images only, w = 0: the baseline every student is compared with), ``student/``, and
+``report.md`` / ``report.json`` at the top, rewritten by every run.
 """
 
 from __future__ import annotations
@@ -165,6 +166,44 @@ def student_stage(
     return run_stage(name, folder, inputs, action, log=log)
 
 
+def control_config(student: StudentConfig) -> StudentConfig:
+    """The control of ``student``: the same initialisation (the teacher), schedule and labeled
+    batches, no pseudo-labels (w = 0). Only the keys that change its training are kept, so a new
+    pseudo-label setting does not retrain it."""
+    return StudentConfig(
+        pseudo_labels="onehot",
+        unsup_weight=0.0,
+        unlabeled_batch_size=student.unlabeled_batch_size,
+        max_steps=student.max_steps,
+        lr=student.lr,
+        warmup_steps=student.warmup_steps,
+    )
+
+
+def paired_gain(
+    student: Mapping[str, float | None], control: Mapping[str, float | None]
+) -> dict[str, float | None]:
+    """student − control per column of ``METRICS`` (None where either is missing)."""
+    out: dict[str, float | None] = {}
+    for k in METRICS:
+        a, b = student.get(k), control.get(k)
+        out[k] = None if a is None or b is None else float(a) - float(b)
+    return out
+
+
+CONTROL = "control (labeled only)"
+GAIN = "student − control"
+
+
+def model_rows(models: Mapping[str, StageOutcome]) -> dict[str, dict[str, float | None]]:
+    """The table's rows of the trained models, and the student's paired gain over the control."""
+    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
+    students = [name for name in rows if name.startswith("student")]
+    if CONTROL in rows and len(students) == 1:
+        rows[GAIN] = paired_gain(rows[students[0]], rows[CONTROL])
+    return rows
+
+
 def val_ece(config: Config, model_dir: Path) -> dict[str, float | None]:
     """ECE (overall and per group) of a trained model's ``val_results.json`` on ``data.val_json``,
     with its diagrams in ``model_dir/val_calibration`` (the same matching as the calibrate stage)."""
@@ -251,11 +290,16 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
     student_cfg = cfg.student or StudentConfig()
     models = {"teacher": teacher}
     if cfg.data.unlabeled_json is not None:
+        control = student_stage(
+            cfg, control_config(student_cfg), teacher, None, root / "control", log, name="control"
+        )
+        result.stages.append(control)
+        models[CONTROL] = control
         student = student_stage(cfg, student_cfg, teacher, calibration, root / "student", log)
         result.stages.append(student)
         models[f"student ({student_cfg.pseudo_labels})"] = student
     else:
         log("[student] skipped: data.unlabeled_json is not set")
-    result.rows = {name: result_row(outcome.result) for name, outcome in models.items()}
+    result.rows = model_rows(models)
     write_report(root, cfg, models, result.stages, calibration)
     return result

@@ -35,14 +35,13 @@ from .detector import (
     KeyedSampler,
     build_detector,
     default_augmentation,
-    images_of,
     load_detector_weights,
     load_train_data,
     target_builder,
-    training_targets,
 )
 from .prototypes import load_prototypes
-from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from .pseudo_labels import PseudoLabelConfig
+from .student_step import TeacherStudentStep
 from .teacher import labeled_sampler, save_and_evaluate
 
 
@@ -115,11 +114,8 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
         lam=s.lam,
         support=s.support,
         threshold_on=s.threshold_on,
+        ignore_threshold=s.ignore_threshold,
     )
-
-
-def _view_image(view: View, device: torch.device) -> torch.Tensor:
-    return view.image.as_subclass(torch.Tensor).to(device)  # views are float32 in [0, 1] already
 
 
 @dataclass
@@ -192,40 +188,22 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         num_workers=config.data.workers,
         collate_fn=collate_unlabeled,
     )
-    plcfg = pseudo_label_config(s)
-    kept: list[int] = []
-
-    def step_fn(m: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        (lab, _), (unl, _) = batch
-        losses: dict[str, torch.Tensor] = {}
-        if lab:
-            sup = m(images_of(lab, device), training_targets(lab, targets, device))
-            losses.update({f"sup_{k}": v for k, v in sup.items()})
-        if unl and s.unsup_weight > 0:  # w = 0: labeled images only (no teacher inference)
-            with torch.no_grad():
-                teacher.eval()
-                detections = teacher([_view_image(p.weak, device) for p in unl])
-            pseudo = [
-                make_pseudo_labels(d, plcfg, delta, p.weak.geometry, p.strong.geometry)
-                for d, p in zip(detections, unl, strict=True)
-            ]
-            kept.append(sum(int(t["boxes"].shape[0]) for t in pseudo))
-            unsup = m(
-                [_view_image(p.strong, device) for p in unl],
-                [{k: v.to(device) for k, v in t.items()} for t in pseudo],
-            )
-            for k, v in unsup.items():
-                if s.unsup_box_loss or "loss_box" not in k:
-                    losses[f"unsup_{k}"] = s.unsup_weight * v
-        if not losses:
-            losses["loss_empty"] = sum(p.sum() * 0.0 for p in m.parameters())  # type: ignore[assignment]
-        return losses
+    step = TeacherStudentStep(
+        teacher=teacher,
+        class_targets=targets,
+        pseudo_labels=pseudo_label_config(s),
+        delta=delta,
+        unsup_weight=s.unsup_weight,
+        unsup_box_loss=s.unsup_box_loss,
+        unsup_mask_loss=s.unsup_mask_loss,
+        device=device,
+    )
 
     hooks = [EMAHook(student, s.teacher_momentum, target=teacher)] if s.teacher == "ema" else []
     trainer = build_trainer(
         config,
         model=student.to(device),
-        step_fn=step_fn,
+        step_fn=step,
         data=PairedSource(labeled, unlabeled),
         dist=dist,
         extra_hooks=hooks,
@@ -240,7 +218,8 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         summary = {
             "metrics": metrics,
             "pseudo_labels": s.pseudo_labels,
-            "pseudo_boxes_per_unlabeled_image": sum(kept) / max(1, len(kept) * s.unlabeled_batch_size),
+            "pseudo_boxes_per_unlabeled_image": sum(step.pseudo_boxes)
+            / max(1, len(step.pseudo_boxes) * s.unlabeled_batch_size),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         atomic_write_json(run_dir / "student.json", summary, indent=2)
