@@ -4,7 +4,8 @@ Layout (the pipeline, left to right):
     config.py          ModelConfig, the plain description ``build_model`` reads
     backbones.py       ResNet-FPN (torchvision) and the DetectionBackbone base
     vit_pyramid.py     timm ViT + ViTDet simple feature pyramid
-    checkpoint.py      backbone weights from a local file
+    efficientnet.py    timm EfficientNet-Lite + FPN, and the efficientnet_lite_pytorch key map
+    checkpoint.py      backbone weights from a local file or an installed package
     cascade_targets.py stage matching, sampling and soft targets
     classification.py  softmax / sigmoid-federated classifier heads and their losses
     stage_head.py      one stage's box head
@@ -20,7 +21,7 @@ from .builder import build_backbone, build_model
 from .cascade_heads import CascadeRoIHeads
 from .cascade_rcnn import CascadeMaskRCNN
 from .cascade_targets import BACKGROUND, GroundTruth, StageTargets, match_proposals, stage_targets
-from .checkpoint import load_backbone_weights, read_state_dict
+from .checkpoint import PACKAGED_WEIGHTS, load_backbone_weights, read_state_dict, resolve_weights
 from .classification import (
     ClassificationHead,
     FederatedClassSampler,
@@ -30,6 +31,7 @@ from .classification import (
     softmax_targets,
 )
 from .config import ModelConfig
+from .efficientnet import EfficientNetFPN, efficientnet_fpn, map_lite_checkpoint
 from .mask_head import MaskHead
 from .postprocess import Detections, DetectionSelector
 from .stage_head import CascadeStageHead
@@ -37,6 +39,7 @@ from .vit_pyramid import SimpleFeaturePyramid, ViTPyramid, vit_pyramid
 
 __all__ = [
     "BACKGROUND",
+    "PACKAGED_WEIGHTS",
     "CascadeMaskRCNN",
     "CascadeRoIHeads",
     "CascadeStageHead",
@@ -44,6 +47,7 @@ __all__ = [
     "DetectionBackbone",
     "DetectionSelector",
     "Detections",
+    "EfficientNetFPN",
     "FederatedClassSampler",
     "GroundTruth",
     "MaskHead",
@@ -56,11 +60,14 @@ __all__ = [
     "ViTPyramid",
     "build_backbone",
     "build_model",
+    "efficientnet_fpn",
     "federated_sigmoid_loss",
     "load_backbone_weights",
+    "map_lite_checkpoint",
     "match_proposals",
     "read_state_dict",
     "resnet_fpn",
+    "resolve_weights",
     "softmax_targets",
     "stage_targets",
     "vit_pyramid",

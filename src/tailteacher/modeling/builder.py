@@ -21,6 +21,7 @@ from .classification import (
     SoftmaxClassification,
 )
 from .config import ModelConfig
+from .efficientnet import efficientnet_fpn
 from .mask_head import MaskHead
 from .postprocess import DetectionSelector
 from .stage_head import CascadeStageHead
@@ -32,10 +33,11 @@ MASK_POOL_SIZE = 14
 
 def build_backbone(cfg: ModelConfig) -> DetectionBackbone:
     """The random-init backbone of ``cfg`` (weights are loaded by ``build_model``)."""
+    frozen_norm = cfg.resnet_norm == "frozen_batch"
     if cfg.is_resnet:
-        return resnet_fpn(
-            cfg.backbone, out_channels=cfg.fpn_channels, frozen_norm=cfg.resnet_norm == "frozen_batch"
-        )
+        return resnet_fpn(cfg.backbone, out_channels=cfg.fpn_channels, frozen_norm=frozen_norm)
+    if cfg.is_efficientnet:
+        return efficientnet_fpn(cfg.backbone, out_channels=cfg.fpn_channels, frozen_norm=frozen_norm)
     img_size = cfg.vit_img_size or -(-cfg.max_size // PATCH_SIZE) * PATCH_SIZE
     return vit_pyramid(cfg.backbone, out_channels=cfg.fpn_channels, img_size=img_size)
 
@@ -113,7 +115,8 @@ def build_roi_heads(cfg: ModelConfig, *, classification: ClassificationHead | No
 
 
 def build_model(cfg: ModelConfig, *, classification: ClassificationHead | None = None) -> CascadeMaskRCNN:
-    """A Cascade Mask R-CNN as ``cfg`` describes; backbone weights from ``cfg.weights_path`` if set.
+    """A Cascade Mask R-CNN as ``cfg`` describes; backbone weights from ``cfg.weights_path`` (a file or
+    ``package:NAME``) if set.
 
     Args:
         cfg: the model's description.

