@@ -94,8 +94,9 @@ def build_hooks(
     extra_hooks: Sequence[HookBase] = (),
     progress: bool = True,
 ) -> list[HookBase]:
-    """EMA (if ``train.ema_momentum``), ``extra_hooks``, logging, evaluation (if ``eval_fn``),
-    and the checkpoint hook last, so that a checkpoint holds what the others did at its step."""
+    """EMA (if ``train.ema_momentum``), ``extra_hooks``, logging, evaluation (if ``eval_fn``:
+    every ``train.eval_every`` steps and after the last, logged as ``val/<name>``), and the
+    checkpoint hook last, so that a checkpoint holds what the others did at its step."""
     train, run_dir = config.train, config.run.run_dir
     writer = MetricsWriter(run_dir, enabled=dist.is_main)
     hooks: list[HookBase] = []
@@ -104,7 +105,7 @@ def build_hooks(
     hooks += list(extra_hooks)
     hooks.append(LoggingHook(writer, every=train.log_every, progress=progress))
     if eval_fn is not None:
-        hooks.append(EvalHook(eval_fn, every=train.eval_every, writer=writer))
+        hooks.append(EvalHook(eval_fn, every=train.eval_every, writer=writer, prefix="val/"))
     checkpointer = Checkpointer(f"{run_dir}/checkpoints", keep=train.keep_checkpoints)
     hooks.append(CheckpointHook(checkpointer, every=train.checkpoint_every))
     return hooks

@@ -137,7 +137,10 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(default=1000, gt=0, description="save a checkpoint every this many steps")
     keep_checkpoints: int = Field(default=2, gt=0, description="newest checkpoints kept on disk")
     eval_every: int | None = Field(
-        default=None, gt=0, description="evaluate every this many steps; null: at the end"
+        default=None,
+        gt=0,
+        description="also evaluate on data.val_json every this many steps, logged as val/AP, val/APr, … "
+        "(each costs a pass over val: ~20–40 s for demo on 2 CPU cores); null: only at the end",
     )
     log_every: int = Field(default=20, gt=0, description="write metrics every this many steps")
     ema_momentum: float | None = Field(

@@ -106,11 +106,12 @@ class EMAHook(HookBase):
 class EvalHook(HookBase):
     """Calls ``eval_fn()`` every ``every`` steps and after the last step (``at_end``).
 
-    ``eval_fn`` runs on every rank (a distributed evaluation reduces across ranks itself), puts the
-    model it evaluates in eval mode (the trainer sets train mode again before each step) and
-    returns metrics; they are kept in ``history`` (saved in checkpoints) and written, prefixed,
-    to ``writer`` on rank 0. The random streams are restored after it, so evaluating does not
-    change what training does next. ``every`` None: only at the end.
+    ``eval_fn`` runs on every rank (a distributed evaluation reduces across ranks itself) and
+    returns metrics; they are kept in ``history`` (saved in checkpoints) and written, prefixed
+    (``val/AP``), to ``writer`` — ``metrics.jsonl`` (``{"step": s, "val/AP": ...}``) and
+    TensorBoard — on rank 0. ``eval_fn`` puts the model it evaluates in eval mode; the trainer's
+    model is given back in the mode it was in (train mode), and the random streams are restored,
+    so evaluating does not change what training does next. ``every`` None: only at the end.
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class EvalHook(HookBase):
         every: int | None,
         writer: MetricsWriter | None = None,
         at_end: bool = True,
-        prefix: str = "eval/",
+        prefix: str = "val/",
     ) -> None:
         if every is not None and every < 1:
             raise ValueError(f"every: expected ≥ 1 or None, got {every}")
@@ -136,8 +137,12 @@ class EvalHook(HookBase):
             self.writer.open(trainer.start_step)
 
     def evaluate(self, trainer: Trainer) -> dict[str, float]:
-        with preserved_rng():
-            results = {k: float(v) for k, v in self.eval_fn().items()}
+        was_training = trainer.model.training
+        try:
+            with preserved_rng():
+                results = {k: float(v) for k, v in self.eval_fn().items()}
+        finally:
+            trainer.model.train(was_training)
         self.history.append({"step": trainer.step, **results})
         if self.writer is not None:
             self.writer.write(trainer.step, {self.prefix + k: v for k, v in results.items()})
@@ -147,6 +152,10 @@ class EvalHook(HookBase):
         periodic = self.every is not None and trainer.step % self.every == 0
         if periodic or (self.at_end and trainer.step == trainer.max_steps):
             self.evaluate(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.writer is not None:  # shared with LoggingHook; closing twice is harmless
+            self.writer.close()
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(h) for h in self.history]}

@@ -20,7 +20,7 @@ from ..data.dataset import LvisDataset, Sample, Skipped, collate
 from ..data.frequency import frequency_groups
 from ..data.lvis_json import LvisData, check_image_files, load_lvis
 from ..data.sampling import RepeatFactorSampler, repeat_factors
-from ..engine import LoaderSource, build_trainer, init_run, resolve_device
+from ..engine import EMAHook, LoaderSource, build_trainer, init_run, resolve_device
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..errors import InputError
@@ -39,6 +39,7 @@ from .detector import (
     target_builder,
     training_targets,
 )
+from .periodic_eval import periodic_eval_fn
 from .prototypes import (
     accumulate_prototypes,
     load_prototypes,
@@ -147,7 +148,8 @@ def evaluate_model(
 
 
 def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
-    """Train the teacher as ``config`` says; evaluate it on ``data.val_json`` at the end."""
+    """Train the teacher as ``config`` says; evaluate it on ``data.val_json`` at the end (and every
+    ``train.eval_every`` steps if set: ``val/AP``, … in metrics.jsonl and TensorBoard)."""
     t0 = time.perf_counter()
     dist, device = init_run(config)
     run_dir = Path(config.run.run_dir)
@@ -188,10 +190,26 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         assert isinstance(losses, dict)
         return losses
 
-    trainer = build_trainer(config, model=model, step_fn=step_fn, data=source, dist=dist, progress=progress)
+    def evaluated() -> torch.nn.Module:
+        # With train.ema_momentum set, the averaged weights are the teacher (what EMA is kept for):
+        # they are what train.eval_every evaluates, and what is saved and evaluated at the end.
+        if config.train.ema_momentum is None:
+            return trainer.model
+        ema = trainer.get_hook("EMAHook")
+        assert isinstance(ema, EMAHook)
+        return ema.ema
+
+    trainer = build_trainer(
+        config,
+        model=model,
+        step_fn=step_fn,
+        data=source,
+        dist=dist,
+        progress=progress,
+        eval_fn=periodic_eval_fn(config, device, evaluated),  # None without train.eval_every
+    )
     trainer.train()
-    # With train.ema_momentum set, the averaged weights are the teacher (what EMA is kept for).
-    final = trainer.get_hook("EMAHook").ema if config.train.ema_momentum is not None else trainer.model  # type: ignore[attr-defined]
+    final = evaluated()
     assert isinstance(final, CascadeMaskRCNN)
     metrics: dict[str, float] = {}
     if dist.is_main:
