@@ -41,6 +41,7 @@ BN_EPS = 1e-3
 
 #: timm ``features_only`` indices of the stride-4, 8, 16 and 32 outputs (index 0 is stride 2).
 _OUT_INDICES = (1, 2, 3, 4)
+_STRIDES = (4.0, 8.0, 16.0, 32.0)
 #: The pyramid level ``embed`` returns (stride 16: the level the ResNet and ViT trunks embed at).
 EMBED_LEVEL = 2
 
@@ -155,7 +156,7 @@ class EfficientNetFPN(DetectionBackbone):
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, float]:
         # Stride 16 (the end of stage 5, 112 channels for Lite0), as ResNet C4 and the ViT: the
         # deepest level at which the embedded benchmark's small objects still span several cells.
-        return self._stages(images)[EMBED_LEVEL], 16.0
+        return self._stages(images)[EMBED_LEVEL], _STRIDES[EMBED_LEVEL]
 
     def prepare_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if not is_lite_pytorch_layout(state_dict):
