@@ -1,0 +1,151 @@
+"""Which parts of the student recipe matter: student variants from one teacher, each against the control.
+
+    python benchmarks/student_recipe.py RUN_DIR [--jobs 2] [--only NAME ...] [--set KEY=VALUE ...]
+
+RUN_DIR is a finished ``tailteacher run`` folder (``teacher/``, ``calibration/``, ``control/``).
+Every variant starts from the same teacher with the control's resolved configuration (same
+initialisation, schedule and labeled batches) and changes only student keys; it trains into
+``RUN_DIR/recipe/NAME`` (skipped when its ``student.json`` exists, so the script resumes). ``--jobs``
+runs that many variants side by side, each with ``2 // jobs`` threads or at least one. The table —
+mask AP / APr / APc / APf / AP50 / AP75, box AP, ECE, pseudo-boxes per unlabeled image, and every
+column's difference from the control — goes to ``RUN_DIR/recipe/recipe.md`` and ``recipe.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+#: name -> student overrides on top of the control's config (which has unsup_weight = 0).
+BASE = {
+    "student.unsup_weight": "1.0",
+    "student.pseudo_labels": "calibrated",
+    "student.support": "nonzero",
+    "student.threshold_on": "teacher",
+}
+VARIANTS: dict[str, dict[str, str]] = {
+    "all_losses": {},
+    "no_mask": {"student.unsup_mask_loss": "false"},
+    "no_mask_no_box": {"student.unsup_mask_loss": "false", "student.unsup_box_loss": "false"},
+    "no_mask_no_box_ignore": {
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+        "student.ignore_threshold": "0.05",
+    },
+    "onehot_no_mask_no_box": {
+        "student.pseudo_labels": "onehot",
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+    },
+    "soft_no_mask_no_box": {
+        "student.pseudo_labels": "soft",
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+    },
+    "literal_eq5_no_mask_no_box": {
+        "student.support": "all",
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+    },
+}
+COLUMNS = ("AP", "APr", "APc", "APf", "AP50", "AP75", "boxAP", "ECE", "boxes/img")
+
+
+def row(folder: Path) -> dict[str, float | None]:
+    """The table's columns for one trained model folder (val_metrics.json, student.json, ECE)."""
+    metrics = json.loads((folder / "val_metrics.json").read_text())
+    mask = metrics["metrics"]
+    out: dict[str, float | None] = {k: 100 * mask[k] for k in ("AP", "APr", "APc", "APf", "AP50", "AP75")}
+    out["boxAP"] = 100 * metrics["bbox_metrics"]["AP"]
+    ece_file = folder / "val_calibration" / "calibration.json"
+    out["ECE"] = json.loads(ece_file.read_text())["ece"]["all"] if ece_file.is_file() else None
+    summary = json.loads((folder / "student.json").read_text()) if (folder / "student.json").is_file() else {}
+    out["boxes/img"] = summary.get("pseudo_boxes_per_unlabeled_image")
+    return out
+
+
+def train(run_dir: Path, name: str, overrides: dict[str, str], extra: list[str], threads: int) -> str:
+    out = run_dir / "recipe" / name
+    if (out / "student.json").is_file():
+        return f"{name}: done already"
+    sets = {**BASE, **overrides, "run.run_dir": str(out), "run.resume": "true"}
+    cmd = [sys.executable, "-m", "tailteacher", "train-student", str(run_dir / "control" / "config.yaml")]
+    cmd += [f"--set={k}={v}" for k, v in sets.items()] + [f"--set={s}" for s in extra]
+    calibration = run_dir / "calibration" / "delta.safetensors"
+    cmd.append(f"--set=student.delta={calibration}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.log", "w") as log:
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        return f"{name}: FAILED (exit {proc.returncode}), see {out / 'train.log'}"
+    ece = subprocess.run(
+        [
+            *(sys.executable, "-m", "tailteacher", "calibration", "--gt", _val_json(run_dir)),
+            *("--results", str(out / "val_results.json"), "--out", str(out / "val_calibration")),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return f"{name}: trained" + ("" if ece.returncode == 0 else " (ECE failed)")
+
+
+def _val_json(run_dir: Path) -> str:
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load((run_dir / "control" / "config.yaml").read_text())
+    return str(config["data"]["val_json"])
+
+
+def fmt(v: float | None, key: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.3f}" if key == "ECE" and v < 0 else (f"{v:.3f}" if key == "ECE" else f"{v:.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--only", nargs="*", default=None, help="variant names (default: all)")
+    p.add_argument("--set", dest="extra", action="append", default=[], help="applied to every variant")
+    args = p.parse_args()
+    names = args.only or list(VARIANTS)
+    threads = max(1, 2 // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for message in pool.map(lambda n: train(args.run_dir, n, VARIANTS[n], args.extra, threads), names):
+            print(message, flush=True)
+    rows = {"control": row(args.run_dir / "control")}
+    rows["teacher"] = row(args.run_dir / "teacher")
+    for name in VARIANTS:
+        if (args.run_dir / "recipe" / name / "student.json").is_file():
+            rows[name] = row(args.run_dir / "recipe" / name)
+    control = rows["control"]
+    lines = [
+        "| model | " + " | ".join(COLUMNS) + " | ΔAP | ΔAPr | ΔAP75 | ΔboxAP |",
+        "|---|" + "---:|" * (len(COLUMNS) + 4),
+    ]
+    for name, r in rows.items():
+        deltas = [
+            fmt(None if r[k] is None or control[k] is None else r[k] - control[k], k)  # type: ignore[operator]
+            for k in ("AP", "APr", "AP75", "boxAP")
+        ]
+        lines.append(
+            f"| {name} | " + " | ".join(fmt(r[k], k) for k in COLUMNS) + " | " + " | ".join(deltas) + " |"
+        )
+    table = "\n".join(lines)
+    (args.run_dir / "recipe").mkdir(exist_ok=True)
+    (args.run_dir / "recipe" / "recipe.md").write_text(table + "\n")
+    (args.run_dir / "recipe" / "recipe.json").write_text(json.dumps(rows, indent=2))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
