@@ -39,6 +39,7 @@ from .detector import (
     load_train_data,
     target_builder,
 )
+from .periodic_eval import periodic_eval_fn
 from .prototypes import load_prototypes
 from .pseudo_labels import PseudoLabelConfig
 from .student_step import TeacherStudentStep
@@ -208,6 +209,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         dist=dist,
         extra_hooks=hooks,
         progress=progress,
+        eval_fn=periodic_eval_fn(config, device, student),  # None without train.eval_every
     )
     trainer.train()
     final = trainer.model
