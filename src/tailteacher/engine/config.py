@@ -45,9 +45,15 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    backbone: str = Field(default="resnet18", min_length=1, description="torchvision or timm backbone name")
+    backbone: str = Field(
+        default="resnet18",
+        min_length=1,
+        description="resnet18/34/50/101, efficientnet_lite0, or a timm ViT name",
+    )
     weights: str | None = Field(
-        default=None, description="local file of pretrained backbone weights; null: random init"
+        default=None,
+        description="local file of pretrained backbone weights, or package:efficientnet_lite0 "
+        "(shipped by a pip package); null: random init",
     )
     fpn_channels: int = Field(default=64, gt=0, description="channels of the feature pyramid")
     classifier: Literal["softmax", "sigmoid"] = Field(
@@ -60,7 +66,8 @@ class ModelConfig(StrictModel):
         default=0.0001, ge=0, lt=1, description="detections below this score are dropped"
     )
     resnet_norm: Literal["batch", "frozen_batch"] = Field(
-        default="batch", description="ResNet norm: batch (random init) or frozen_batch (pretrained trunk)"
+        default="batch",
+        description="ResNet/EfficientNet trunk norm: batch (random init) or frozen_batch (pretrained trunk)",
     )
     box_head_dim: int = Field(default=256, gt=0, description="width of each cascade stage's 2×FC box head")
     mask_head_channels: int = Field(default=64, gt=0, description="channels of the mask head's convolutions")
