@@ -37,6 +37,7 @@ from .run import (
     METRICS,
     Log,
     calibrate_stage,
+    control_config,
     format_table,
     prototypes_stage,
     result_row,
@@ -46,6 +47,9 @@ from .run import (
     with_updates,
 )
 from .stages import DONE, StageOutcome, file_hash, read_record, run_stage
+
+#: The control row: the students' schedule on labeled images only (``run.control_config``).
+CONTROL_ROW = "student_labeled"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ STUDENT_ROWS = (
     # Not in the paper: the same student schedule with w = 0, i.e. the teacher trained on for the
     # student's steps on labeled images only. What the pseudo-label rows add is their gain over this.
     Row(
-        "student_labeled",
+        CONTROL_ROW,
         "control: student steps without pseudo-labels (w = 0)",
         pseudo_labels="onehot",
         unsup_weight=0.0,
@@ -206,7 +210,9 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
             update["unsup_weight"] = row.unsup_weight
         if row.support is not None:
             update["support"] = row.support
-        student = student_base.model_copy(update=update)
+        student = (
+            control_config(student_base) if row.key == CONTROL_ROW else student_base.model_copy(update=update)
+        )
         outcome = student_stage(
             cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
         )
@@ -253,6 +259,32 @@ def aggregate(per_seed: Mapping[int, Mapping[str, Mapping[str, Any]]]) -> dict[s
     }
 
 
+def paired_differences(
+    per_seed: Mapping[int, Mapping[str, Mapping[str, Any]]], control: str = f"{CONTROL_ROW}@1"
+) -> dict[str, dict[str, Any]]:
+    """{student row@1: {metric: (mean, sample std) of (row − control) over the seeds that have both}}.
+
+    The difference is taken per seed first (same initialisation, same steps, same seed), so the
+    spread of the control across seeds does not enter; this is the comparison a student must win.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for row in STUDENT_ROWS:
+        key = f"{row.key}@1"
+        if key == control:
+            continue
+        pairs = [rows for rows in per_seed.values() if key in rows and control in rows]
+        if not pairs:
+            continue
+        out[key] = {}
+        for m in METRICS:
+            diffs = [
+                None if r[key].get(m) is None or r[control].get(m) is None else r[key][m] - r[control][m]
+                for r in pairs
+            ]
+            out[key][m] = _mean_std(diffs)
+    return out
+
+
 def _labels(plan: AblationPlan) -> dict[str, str]:
     return {r.key: r.label for r in (*plan.teacher_rows(), *STUDENT_ROWS)}
 
@@ -262,6 +294,7 @@ def render(
     summary: Mapping[str, Mapping[str, Any]],
     seeds: Sequence[int],
     meta: Mapping[str, Any],
+    paired: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The markdown of ``ablation.md``: Table 1 (all labels) and Fig. 2 (label fractions)."""
     labels = _labels(plan)
@@ -278,6 +311,16 @@ def render(
         format_table(full, first="row"),
         "",
     ]
+    if paired:
+        lines += [
+            "## Students − control, paired per seed",
+            "",
+            "Each student's difference from the control of the same seed (same teacher, steps and "
+            "labeled batches, no pseudo-labels), then mean ± sample std of the differences.",
+            "",
+            format_table({labels[k.split("@")[0]]: v for k, v in paired.items()}, first="row"),
+            "",
+        ]
     if plan.fractions:
         lines += ["## Fig. 2: supervised teachers by fraction of the labeled images", ""]
         fig: dict[str, Mapping[str, Any]] = {}
@@ -328,10 +371,16 @@ def run_ablation(
         "stage_minutes": _stage_seconds(out) / 60,
         "seeds": sorted(per_seed),
     }
-    payload = {"meta": meta, "per_seed": {str(s): r for s, r in per_seed.items()}, "summary": summary}
+    paired = paired_differences(per_seed)
+    payload = {
+        "meta": meta,
+        "per_seed": {str(s): r for s, r in per_seed.items()},
+        "summary": summary,
+        "paired_with_control": paired,
+    }
     atomic_write_json(out / "ablation.json", payload, indent=2)
     md = out / "ablation.md"
-    atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta).encode("utf-8"))
+    atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta, paired).encode("utf-8"))
     return summary, md
 
 

@@ -86,7 +86,7 @@ class PseudoLabelConfig:
         dedupe_iou: boxes overlapping with IoU ≥ this are one object.
         ignore_threshold: None, or a score below τ: detections scoring in [this, τ) become
             ignored boxes (weight 0): the RoIs matched to them add no loss, instead of being taught
-            as certain background (ours, D58; the role SoftTeacher gives its background weights).
+            as certain background (ours, D59; the role SoftTeacher gives its background weights).
     """
 
     mode: Mode = "calibrated"

@@ -9,13 +9,13 @@ dict of loss terms the trainer sums: ``sup_*`` (the detector's losses on the lab
 the teacher's training targets) and ``unsup_*`` (its losses on the strong views of the unlabeled
 images, with the teacher's pseudo-labels as targets, each multiplied by w).
 
-Which unsupervised losses are kept (docs/decisions.md, D58):
+Which unsupervised losses are kept (docs/decisions.md, D59):
     * RPN objectness and RoI classification, always (the pseudo-labels' classes are the paper's
       contribution: soft targets, Eq. 5);
     * box regression (RPN and cascade stages) only when ``unsup_box_loss`` (Unbiased Teacher and
       SoftTeacher's box-jitter gate: a pseudo-box's coordinates are noisier than its class);
     * the mask loss only when ``unsup_mask_loss``: a pseudo-mask is the teacher's 28×28 logits
-      pasted, thresholded and resampled into the strong view; measured on ``demo`` (D58) it costs
+      pasted, thresholded and resampled into the strong view; measured on ``demo`` (D59) it costs
       mask AP against the control, as Noisy Boundaries (CVPR 2022) found and Unbiased Teacher avoids.
 """
 
