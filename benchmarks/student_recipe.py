@@ -6,8 +6,9 @@ RUN_DIR is a finished ``tailteacher run`` folder (``teacher/``, ``calibration/``
 Every variant starts from the same teacher with the control's resolved configuration (same
 initialisation, schedule and labeled batches) and changes only student keys; it trains into
 ``RUN_DIR/recipe/NAME`` (skipped when its ``student.json`` exists, so the script resumes). ``--jobs``
-runs that many variants side by side, each with ``2 // jobs`` threads or at least one. The table —
-mask AP / APr / APc / APf / AP50 / AP75, box AP, ECE, pseudo-boxes per unlabeled image, and every
+runs that many variants side by side, each with ``--threads`` (default ``2 // jobs``, at least
+one). The table — mask AP / APr / APc / APf / AP50 / AP75, box AP, ECE, pseudo-boxes per
+unlabeled image, and every
 column's difference from the control — goes to ``RUN_DIR/recipe/recipe.md`` and ``recipe.json``.
 """
 
@@ -114,11 +115,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per job (default 2 // jobs)")
     p.add_argument("--only", nargs="*", default=None, help="variant names (default: all)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="applied to every variant")
     args = p.parse_args()
     names = args.only or list(VARIANTS)
-    threads = max(1, 2 // args.jobs)
+    threads = args.threads or max(1, 2 // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
         for message in pool.map(lambda n: train(args.run_dir, n, VARIANTS[n], args.extra, threads), names):
             print(message, flush=True)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tailteacher.cli import main
 from tailteacher.data.synth import generate
@@ -158,3 +159,20 @@ def test_calibrate_refuses_a_heldout_split_that_overlaps_training(tiny, tmp_path
     ]
     assert main(["calibrate", str(CONFIG), *args, "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "also in data.train_json" in capsys.readouterr().err
+
+
+def test_random_init_prototypes_do_not_depend_on_the_global_seed(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    from tailteacher.engine.config_io import load_config
+    from tailteacher.pipeline.teacher import compute_prototypes
+
+    paths = []
+    for k, global_seed in enumerate((1, 2)):
+        torch.manual_seed(global_seed)  # what a random-init trunk drew from before
+        state = torch.get_rng_state()
+        sets = [o.removeprefix("--set=") for o in overrides(tiny, tmp_path / f"p{k}", "similarity")]
+        paths.append(compute_prototypes(load_config(CONFIG, sets), progress=False))
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+    first, second = (load_file(p) for p in paths)
+    assert torch.equal(first["prototypes"], second["prototypes"])

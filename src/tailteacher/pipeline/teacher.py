@@ -23,6 +23,7 @@ from ..data.sampling import RepeatFactorSampler, repeat_factors
 from ..engine import EMAHook, LoaderSource, build_trainer, init_run, resolve_device
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
+from ..engine.seed import preserved_rng, seed_everything
 from ..errors import InputError
 from ..evaluation import evaluate
 from ..io import atomic_write_bytes, atomic_write_json
@@ -72,7 +73,11 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     stride 16 (ResNet C4, the ViT's last block).
     Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
     data = load_train_data(config)
-    model = build_detector(config, data)
+    # A random-init trunk's prototypes depend on its initialisation: seed it from train.seed so
+    # that the same config gives the same prototypes (and the same run) every time.
+    with preserved_rng():
+        seed_everything(config.train.seed)
+        model = build_detector(config, data)
     if checkpoint is not None:
         load_detector_weights(model, checkpoint)
     # On train.device; the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
