@@ -46,6 +46,7 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
     for stage in ("split", "prototypes", "teacher", "calibrate", "control", "student"):
         assert f"[{stage}] running" in out and (run / stage.replace("calibrate", "calibration")).is_dir()
     assert "| teacher " in out and "| student (calibrated) " in out and "report: " in out
+    assert "student − control (same teacher, same steps" in out
     report = json.loads((run / "report.json").read_text())
     rows = report["rows"]
     assert set(rows) == {"teacher", "control (labeled only)", "student (calibrated)", "student − control"}
@@ -69,19 +70,22 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
     assert "other inputs" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~1.5 min on 2 cores: eleven tiny trainings
+@pytest.mark.slow  # ~2 min on 2 cores: twelve tiny trainings
 def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     out = tmp_path / "ablation"
     args = ["ablate", "demo", *overrides(tiny, out), "--seeds", "1", "--fractions", "0.5"]
     assert main(args) == 0
     summary = json.loads((out / "ablation.json").read_text())["summary"]
-    expected = {f"{k}@1" for k in ("onehot", "uniform", "sim_g0", "sim_g15")}
+    expected = {f"{k}@1" for k in ("onehot", "uniform", "sim_g0", "sim_g15", "onehot_random_init")}
     expected |= {f"student_{k}@1" for k in ("onehot", "soft", "calibrated", "calibrated_topk", "labeled")}
     expected |= {"onehot@0.5", "sim_g15@0.5"}
     assert set(summary) == expected
     assert all(v["AP"][1] is None for v in summary.values())  # one seed: no std
     md = (out / "ablation.md").read_text()
     assert "+ calibration correction (Eq. 5)" in md and "50 %" in md
+    assert "Students − control, paired per seed" in md
+    paired = json.loads((out / "ablation.json").read_text())["paired_with_control"]
+    assert set(paired) == {f"student_{k}@1" for k in ("onehot", "soft", "calibrated", "calibrated_topk")}
     # The half-label teachers trained for half the steps (same epochs).
     steps = json.loads(
         (out / "seed0" / "fraction0.5" / "teacher_onehot" / "metrics.jsonl").read_text().splitlines()[-1]

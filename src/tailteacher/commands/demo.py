@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
     from ..engine.config import Config
     from ..engine.config_io import PACKAGED_CONFIGS, load_config
-    from ..pipeline.run import format_table, run_pipeline
+    from ..pipeline.run import format_table, gain_sentence, run_pipeline
     from .synth import format_summary
 
     t0 = time.perf_counter()
@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     result = run_pipeline(config)
     print()
     print(format_table(result.rows))
+    gain = gain_sentence(result.rows)
+    if gain is not None:
+        print(f"\n{gain}")
     minutes = (time.perf_counter() - t0) / 60
     print(f"\nreport: {result.run_dir / 'report.md'}; plots listed there ({minutes:.1f} min in all)")
     return 0

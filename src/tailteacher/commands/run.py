@@ -24,11 +24,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import Config
     from ..engine.config_io import config_from_args
-    from ..pipeline.run import format_table, run_pipeline
+    from ..pipeline.run import format_table, gain_sentence, run_pipeline
 
     config: Config = config_from_args(args)
     result = run_pipeline(config)
     print()
     print(format_table(result.rows))
+    gain = gain_sentence(result.rows)
+    if gain is not None:
+        print(f"\n{gain}")
     print(f"\nreport: {result.run_dir / 'report.md'} (plots beside it, listed there)")
     return 0

@@ -60,6 +60,7 @@ class Row:
     pseudo_labels: str | None = None  # a student row
     unsup_weight: float | None = None  # a student row's w (None: the config's)
     support: str | None = None  # a calibrated student row's Eq. 5 support (None: the config's)
+    model: Mapping[str, Any] = field(default_factory=dict)  # a teacher row's model overrides
 
 
 TEACHER_ROWS = (
@@ -68,6 +69,14 @@ TEACHER_ROWS = (
     Row("sim_g0", "supervised, similarity smoothing (γ = 0)", {"kind": "similarity", "gamma": 0.0}),
     Row(
         "sim_g15", "supervised, similarity + class frequency (γ = 1.5)", {"kind": "similarity", "gamma": 1.5}
+    ),
+    # Not in the paper: the one-hot teacher without a pretrained backbone (what this benchmark
+    # used before D58), to show what pretraining is worth here.
+    Row(
+        "onehot_random_init",
+        "supervised, one-hot, no pretraining (random-init ResNet-18)",
+        {"kind": "onehot"},
+        model={"backbone": "resnet18", "weights": None, "resnet_norm": "batch"},
     ),
 )
 STUDENT_ROWS = (
@@ -153,18 +162,24 @@ def subset_stage(config: Config, fraction: float, folder: Path, log: Log, seed: 
 
 def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Log) -> dict[str, StageOutcome]:
     """Teachers for ``rows`` in ``folder/teacher_{key}``; similarity rows use prototypes from the
-    block's one-hot teacher."""
+    pretrained trunk before any detection training when ``model.weights`` is set (the paper's
+    order), else from the block's one-hot teacher (a random-init trunk has no structure to give)."""
     out: dict[str, StageOutcome] = {}
     by_key = {r.key: r for r in rows}
     needs_prototypes = any(r.targets.get("kind") == "similarity" for r in rows)
-    order = ["onehot"] if "onehot" in by_key or needs_prototypes else []
+    pretrained = config.model.weights is not None
+    order = ["onehot"] if "onehot" in by_key or (needs_prototypes and not pretrained) else []
     order += [r.key for r in rows if r.key != "onehot"]
     protos: StageOutcome | None = None
     for key in order:
         row = by_key.get(key, TEACHER_ROWS[0])
         cfg = with_updates(config, targets=dict(row.targets))
+        if row.model:
+            cfg = with_updates(cfg, model=dict(row.model))
         after = ""
         if row.targets.get("kind") == "similarity":
+            if protos is None and pretrained:
+                protos = prototypes_stage(config, folder / "prototypes", log)
             if protos is None:
                 onehot = out["onehot"]
                 protos = prototypes_stage(

@@ -204,6 +204,20 @@ def model_rows(models: Mapping[str, StageOutcome]) -> dict[str, dict[str, float 
     return rows
 
 
+def gain_sentence(rows: Mapping[str, Mapping[str, float | None]]) -> str | None:
+    """One line on the student's paired gain over the control, or None without a control."""
+    gain = rows.get(GAIN)
+    if gain is None:
+        return None
+    parts = [f"{k} {gain[k]:+.1f}" for k in ("AP", "APr", "APc", "APf") if gain.get(k) is not None]
+    if gain.get("ECE") is not None:
+        parts.append(f"ECE {gain['ECE']:+.3f}")
+    return (
+        "student − control (same teacher, same steps, labeled images only vs + pseudo-labels): "
+        + ", ".join(parts)
+    )
+
+
 def val_ece(config: Config, model_dir: Path) -> dict[str, float | None]:
     """ECE (overall and per group) of a trained model's ``val_results.json`` on ``data.val_json``,
     with its diagrams in ``model_dir/val_calibration`` (the same matching as the calibrate stage)."""
