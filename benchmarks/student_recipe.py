@@ -39,6 +39,16 @@ VARIANTS: dict[str, dict[str, str]] = {
         "student.unsup_box_loss": "false",
         "student.ignore_threshold": "0.05",
     },
+    "no_mask_no_box_tau0.5": {
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+        "student.box_threshold": "0.5",
+    },
+    "no_mask_no_box_tau0.7": {
+        "student.unsup_mask_loss": "false",
+        "student.unsup_box_loss": "false",
+        "student.box_threshold": "0.7",
+    },
     "onehot_no_mask_no_box": {
         "student.pseudo_labels": "onehot",
         "student.unsup_mask_loss": "false",
