@@ -185,7 +185,9 @@ def test_demo_is_a_cpu_preset_and_lvis_is_the_papers_setup():
     demo = load_config("demo")
     assert demo.train.device == "cpu" and not demo.train.amp and demo.train.deterministic
     assert demo.data.image_size == 96 and demo.data.batch_size == 8 and demo.model.fpn_channels == 64
-    assert demo.model.backbone == "resnet18" and demo.data.train_json == "runs/data/demo/train.json"
+    assert demo.model.backbone == "efficientnet_lite0" and demo.model.weights == "package:efficientnet_lite0"
+    assert demo.data.train_json == "runs/data/demo/train.json"
+    assert not demo.student.unsup_mask_loss and demo.student.support == "nonzero"  # D59
     lvis = load_config("lvis_eva02_l")
     assert lvis.model.backbone.startswith("eva02_large_patch14") and lvis.model.weights
     assert (
