@@ -57,14 +57,13 @@ class DetectionBackbone(nn.Module):
         raise NotImplementedError
 
 
-class ResNetFPN(DetectionBackbone):
-    """torchvision ResNet (C2–C5) + FeaturePyramidNetwork with a max-pooled P6 ("pool")."""
+class TrunkFPN(DetectionBackbone):
+    """A convolutional trunk (four maps at strides 4–32) under a FeaturePyramidNetwork."""
 
     def __init__(self, *, trunk: nn.Module, fpn: nn.Module, out_channels: int) -> None:
         """
         Args:
-            trunk: a module returning ``{"0": C2, "1": C3, "2": C4, "3": C5}`` (an
-                ``IntermediateLayerGetter`` over a torchvision ResNet keeps the ResNet's key names).
+            trunk: the pretrained part; what it returns is the subclass's business.
             fpn: a ``torchvision.ops.FeaturePyramidNetwork`` with ``LastLevelMaxPool``.
             out_channels: F.
         """
@@ -72,6 +71,14 @@ class ResNetFPN(DetectionBackbone):
         self.trunk = trunk
         self.fpn = fpn
         self.out_channels = out_channels
+
+
+class ResNetFPN(TrunkFPN):
+    """torchvision ResNet (C2–C5) + FeaturePyramidNetwork with a max-pooled P6 ("pool").
+
+    ``trunk`` returns ``{"0": C2, "1": C3, "2": C4, "3": C5}`` (an ``IntermediateLayerGetter`` over
+    a torchvision ResNet keeps the ResNet's key names).
+    """
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         features: OrderedDict[str, torch.Tensor] = self.fpn(self.trunk(images))

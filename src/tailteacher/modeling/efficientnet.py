@@ -27,7 +27,7 @@ from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from .backbones import DetectionBackbone
+from .backbones import TrunkFPN
 
 #: Backbone names served by this module (timm's EfficientNet-Lite family, ImageNet normalisation).
 EFFICIENTNET_BACKBONES = tuple(f"efficientnet_lite{i}" for i in range(5))
@@ -128,21 +128,12 @@ def _map_key(key: str, where: list[tuple[int, int]]) -> str | None:
     return None
 
 
-class EfficientNetFPN(DetectionBackbone):
-    """timm EfficientNet-Lite features (strides 4–32) + FeaturePyramidNetwork with a max-pooled P6."""
+class EfficientNetFPN(TrunkFPN):
+    """timm EfficientNet-Lite features (strides 4–32) + FeaturePyramidNetwork with a max-pooled P6.
 
-    def __init__(self, *, trunk: nn.Module, fpn: nn.Module, out_channels: int) -> None:
-        """
-        Args:
-            trunk: a timm EfficientNet built with ``features_only=True, out_indices=(1, 2, 3, 4)``
-                (a list of four maps at strides 4, 8, 16, 32).
-            fpn: a ``torchvision.ops.FeaturePyramidNetwork`` with ``LastLevelMaxPool``.
-            out_channels: F.
-        """
-        super().__init__()
-        self.trunk = trunk
-        self.fpn = fpn
-        self.out_channels = out_channels
+    ``trunk`` is a timm EfficientNet built with ``features_only=True, out_indices=(1, 2, 3, 4)``
+    (a list of four maps at strides 4, 8, 16, 32).
+    """
 
     def _stages(self, images: torch.Tensor) -> list[torch.Tensor]:
         stages: list[torch.Tensor] = self.trunk(images)
