@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..data.dataset import Sample
 from .detector import TargetBuilder, images_of, training_targets
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
@@ -101,9 +100,8 @@ class TeacherStudentStep:
         (labeled, _), (pairs, _) = batch
         losses: dict[str, torch.Tensor] = {}
         if labeled:
-            samples: list[Sample] = labeled
             sup = model(
-                images_of(samples, self.device), training_targets(samples, self.class_targets, self.device)
+                images_of(labeled, self.device), training_targets(labeled, self.class_targets, self.device)
             )
             losses.update({f"sup_{k}": v for k, v in sup.items()})
         if pairs and self.unsup_weight > 0:
