@@ -65,6 +65,29 @@ VARIANTS: dict[str, dict[str, str]] = {
         "student.unsup_box_loss": "false",
     },
 }
+#: The shipped recipe (no unsupervised mask or box loss, τ = 0.5) with one key changed.
+_SHIPPED = {
+    "student.unsup_mask_loss": "false",
+    "student.unsup_box_loss": "false",
+    "student.box_threshold": "0.5",
+}
+VARIANTS.update(
+    {
+        "shipped_corrected_threshold": {**_SHIPPED, "student.threshold_on": "corrected"},
+        "shipped_w2": {**_SHIPPED, "student.unsup_weight": "2.0"},
+        "shipped_unlabeled8": {**_SHIPPED, "student.unlabeled_batch_size": "8"},
+        "shipped_soft": {**_SHIPPED, "student.pseudo_labels": "soft"},
+        "shipped_onehot": {**_SHIPPED, "student.pseudo_labels": "onehot"},
+        "shipped_renormalize": {**_SHIPPED, "student.renormalize": "true"},
+        # The strong view without the photometric ops that change colour (hue shift, grayscale).
+        "shipped_colour_kept": {
+            **_SHIPPED,
+            "student.strong_augmentation.hue": "0.0",
+            "student.strong_augmentation.grayscale_p": "0.0",
+        },
+        "shipped_ema": {**_SHIPPED, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
+    }
+)
 COLUMNS = ("AP", "APr", "APc", "APf", "AP50", "AP75", "boxAP", "ECE", "boxes/img")
 
 

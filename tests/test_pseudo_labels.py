@@ -271,3 +271,13 @@ def test_ignore_band_adds_weight_zero_boxes() -> None:
     assert "weights" not in run(PseudoLabelConfig(mode="soft"))  # no band: unit weights by default
     with pytest.raises(ValueError, match="ignore_threshold"):
         PseudoLabelConfig(mode="soft", ignore_threshold=0.3)
+
+
+def test_renormalize_makes_each_kept_row_sum_to_one() -> None:
+    # soft, τ = 0.3, top-2: rows [0.7, 0.2, 0, 0] and [0, 0, 0.4, 0.2] → divided by 0.9 and 0.6.
+    out = run(PseudoLabelConfig(mode="soft", box_threshold=0.3, top_k=2, renormalize=True))
+    assert_close(out["class_targets"], torch.tensor([[7 / 9, 2 / 9, 0, 0], [0, 0, 2 / 3, 1 / 3]]))
+    assert out["labels"].tolist() == [0, 2]
+    # calibrated (support all, τ on the teacher's score): [0.5, 0, 0.35, 0] → / 0.85.
+    cfg = PseudoLabelConfig(mode="calibrated", box_threshold=0.25, top_k=2, support="all", renormalize=True)
+    assert_close(run(cfg)["class_targets"][0], torch.tensor([0.5 / 0.85, 0, 0.35 / 0.85, 0]))

@@ -381,3 +381,32 @@ def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="XYXY"):
         apply_geometry(Geometry((H, W), (H, W)), boxes=xywh)
     assert math.isclose(Geometry((H, W), (H, W)).scale_x, 1.0)
+
+
+def test_strong_augmentation_takes_the_configured_photometric_ops() -> None:
+    from tailteacher.engine.config import StudentConfig
+
+    # The config's defaults are the dataclass's (one set of peer defaults, not two).
+    assert Photometric(**StudentConfig().strong_augmentation.model_dump()) == Photometric()
+    kept = Photometric(hue=0.0, grayscale_p=0.0)
+    assert strong_augmentation(photometric=kept).photometric is kept
+    assert strong_augmentation().photometric == Photometric()
+    # Every op off: the strong view is its geometric part alone, pixel for pixel.
+    off = Photometric(
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        hue=0,
+        color_jitter_p=0,
+        grayscale_p=0,
+        blur_p=0,
+        cutout_count=(0, 0),
+    )
+    image, boxes, masks = _scene()
+    views = [
+        Augmentation(ScaleFlip((0.5, 1.5)), p)(
+            image, boxes=boxes, masks=masks, generator=torch.Generator().manual_seed(5)
+        )
+        for p in (None, off)
+    ]
+    assert views[0].geometry == views[1].geometry and torch.equal(views[0].image, views[1].image)

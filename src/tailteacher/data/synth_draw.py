@@ -32,6 +32,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (55, 165, 70),
     "teal": (35, 160, 165),
     "blue": (45, 80, 205),
+    # Near twins of red and blue, inside the per-instance jitter's reach: fine-detail look-alikes.
+    "rose": (200, 45, 95),
+    "violet": (95, 70, 205),
 }
 
 _CIRCLE_VERTICES = 32  # at a 23 px radius the chord is ≤ 0.11 px inside the circle

@@ -330,9 +330,18 @@ def weak_augmentation(*, short_side: int | None = None, max_long_side: int | Non
     return Augmentation(ScaleFlip((0.9, 1.1), 0.5, short_side, max_long_side))
 
 
-def strong_augmentation(*, short_side: int | None = None, max_long_side: int | None = None) -> Augmentation:
-    """The student's view: scale jitter 0.5–1.5, flip p = 0.5, and `Photometric` defaults."""
-    return Augmentation(ScaleFlip((0.5, 1.5), 0.5, short_side, max_long_side), Photometric())
+def strong_augmentation(
+    *,
+    short_side: int | None = None,
+    max_long_side: int | None = None,
+    photometric: Photometric | None = None,
+) -> Augmentation:
+    """The student's view: scale jitter 0.5–1.5, flip p = 0.5, and ``photometric`` (default:
+    `Photometric`'s defaults)."""
+    return Augmentation(
+        ScaleFlip((0.5, 1.5), 0.5, short_side, max_long_side),
+        Photometric() if photometric is None else photometric,
+    )
 
 
 def weak_strong_views(

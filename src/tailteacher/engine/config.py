@@ -170,6 +170,23 @@ class RunConfig(StrictModel):
     )
 
 
+class StrongAugmentationConfig(StrictModel):
+    """The student's strong view, photometric part (``data.transforms.Photometric``). Defaults are
+    Unbiased Teacher's and SoftTeacher's. Hue shifts and grayscale change what an object looks
+    like, not only how it is lit: where colour tells classes apart they teach a pseudo-label's class
+    on an object of another colour (measured on demo, D61)."""
+
+    brightness: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    contrast: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    saturation: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    hue: float = Field(
+        default=0.1, ge=0, le=0.5, description="hue shift U(−hue, hue), fractions of the wheel"
+    )
+    color_jitter_p: float = Field(default=0.8, ge=0, le=1, description="probability of the colour jitter")
+    grayscale_p: float = Field(default=0.2, ge=0, le=1, description="probability of grayscale")
+    blur_p: float = Field(default=0.5, ge=0, le=1, description="probability of a Gaussian blur (σ 0.1–2 px)")
+
+
 class StudentConfig(StrictModel):
     pseudo_labels: Literal["onehot", "soft", "calibrated"] = Field(
         default="calibrated", description="onehot (baseline, τ on the top score), soft, or calibrated (Eq. 5)"
@@ -200,6 +217,11 @@ class StudentConfig(StrictModel):
         lt=1,
         description="teacher boxes scoring in [this, box_threshold) are ignored (no loss), not background",
     )
+    renormalize: bool = Field(
+        default=False,
+        description="divide each pseudo-label row by its sum: a box over τ is surely an object, its "
+        "class soft (D60); false: the row's missing mass is background",
+    )
     top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
     unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
@@ -214,6 +236,11 @@ class StudentConfig(StrictModel):
         default="frozen", description="frozen teacher, or an EMA of the student"
     )
     teacher_momentum: float = Field(default=0.999, gt=0, lt=1, description="EMA momentum when teacher=ema")
+    strong_augmentation: StrongAugmentationConfig = Field(
+        default_factory=StrongAugmentationConfig,
+        description="photometric ops of the student's strong view (scale jitter 0.5–1.5, flip and "
+        "cutout are fixed)",
+    )
     max_steps: int | None = Field(
         default=None, gt=0, description="the student's train.max_steps; null: train's"
     )

@@ -309,21 +309,30 @@ def _bounds(metadata: Iterable[Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _reference_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
+    rows = []
+    for key, sub in model.model_fields.items():
+        nested = _submodel(sub.annotation)
+        if nested is not None:  # a nested section: its keys, dotted (``student.strong_augmentation.hue``)
+            rows += _reference_rows(nested, f"{prefix}{key}.")
+            continue
+        default = (
+            "required" if sub.is_required() else f"`{json.dumps(sub.get_default(call_default_factory=True))}`"
+        )
+        kind = describe_type(sub.annotation) + _bounds(sub.metadata)
+        rows.append(f"| `{prefix}{key}` | {kind} | {default} | {sub.description or ''} |")
+    return rows
+
+
 def config_reference(schema: type[BaseModel] = Config) -> str:
-    """Markdown tables of every section's keys, types, defaults and meaning (for docs/engine.md)."""
+    """Markdown tables of every section's keys, types, defaults and meaning (for docs/engine.md);
+    a nested section's keys appear dotted."""
     lines = []
     for section, field in schema.model_fields.items():
         model = _submodel(field.annotation)
         if model is None:
             continue
         lines += [f"### `{section}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for key, sub in model.model_fields.items():
-            default = (
-                "required"
-                if sub.is_required()
-                else f"`{json.dumps(sub.get_default(call_default_factory=True))}`"
-            )
-            kind = describe_type(sub.annotation) + _bounds(sub.metadata)
-            lines.append(f"| `{key}` | {kind} | {default} | {sub.description or ''} |")
+        lines += _reference_rows(model)
         lines.append("")
     return "\n".join(lines)

@@ -87,6 +87,9 @@ class PseudoLabelConfig:
         ignore_threshold: None, or a score below τ: detections scoring in [this, τ) become
             ignored boxes (weight 0): the RoIs matched to them add no loss, instead of being taught
             as certain background (ours, D59; the role SoftTeacher gives its background weights).
+        renormalize: divide each kept row by its sum, so a box that passed τ is taught as surely
+            an object whose class is soft (ours, D60). False: the row's missing mass is
+            background (the module docstring's decision).
     """
 
     mode: Mode = "calibrated"
@@ -100,6 +103,7 @@ class PseudoLabelConfig:
     min_size: float = 1.0
     dedupe_iou: float = 0.9
     ignore_threshold: float | None = None
+    renormalize: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in DEFAULT_BOX_THRESHOLD:
@@ -231,7 +235,8 @@ def make_pseudo_labels(
     Returns:
         In strong-view pixels, ordered by decreasing score: ``boxes`` [N, 4] float32,
         ``labels`` [N] int64 (argmax of the row), ``class_targets`` [N, C] float32 in [0, 1]
-        (rows not renormalised), ``masks`` [N, h, w] uint8 when the detections had masks, and
+        (rows summing to 1 with ``renormalize``, else as Eq. 5 and top-k left them),
+        ``masks`` [N, h, w] uint8 when the detections had masks, and
         with ``ignore_threshold`` set, ``weights`` [N] float32: 1 for a pseudo-label (s ≥ τ), 0
         for an ignored box (``ignore_threshold`` ≤ s < τ).
     """
@@ -256,6 +261,8 @@ def make_pseudo_labels(
         out_boxes = out_boxes[filled]
         out["masks"] = binary[filled].to(torch.uint8)
     rows = rows[kept][keep].float()
+    if cfg.renormalize:
+        rows = rows / rows.sum(dim=1, keepdim=True).clamp(min=1e-12)
     out.update(boxes=out_boxes, labels=rows.argmax(dim=1), class_targets=rows)
     if cfg.ignore_threshold is not None:
         out["weights"] = weights[keep]

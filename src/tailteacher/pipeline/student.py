@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from ..data.dataset import LvisDataset, Skipped, collate
 from ..data.lvis_json import load_lvis
-from ..data.transforms import View, strong_augmentation, weak_augmentation, weak_strong_views
+from ..data.transforms import Photometric, View, strong_augmentation, weak_augmentation, weak_strong_views
 from ..engine import LoaderSource, build_trainer, init_run
 from ..engine.config import Config, StudentConfig
 from ..engine.hooks import EMAHook
@@ -56,11 +56,13 @@ class UnlabeledPair:
 class UnlabeledViews(Dataset[UnlabeledPair | Skipped]):
     """A weak and a strong view of each unlabeled image, seeded per draw (see ``KeyedSampler``)."""
 
-    def __init__(self, base: LvisDataset, seed: int, short_side: int | None) -> None:
+    def __init__(
+        self, base: LvisDataset, seed: int, short_side: int | None, photometric: Photometric | None = None
+    ) -> None:
         self.base, self.seed = base, seed
         self.weak, self.strong = (
             weak_augmentation(short_side=short_side),
-            strong_augmentation(short_side=short_side),
+            strong_augmentation(short_side=short_side, photometric=photometric),
         )
 
     def __len__(self) -> int:
@@ -116,6 +118,7 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
         support=s.support,
         threshold_on=s.threshold_on,
         ignore_threshold=s.ignore_threshold,
+        renormalize=s.renormalize,
     )
 
 
@@ -176,7 +179,12 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     pool = load_lvis(config.data.unlabeled_json, config.data.image_root, require_annotations=False)
     unl_base = LvisDataset(pool)
     unlabeled = LoaderSource(
-        UnlabeledViews(unl_base, config.train.seed, config.data.image_size),
+        UnlabeledViews(
+            unl_base,
+            config.train.seed,
+            config.data.image_size,
+            Photometric(**s.strong_augmentation.model_dump()),
+        ),
         batch_size=s.unlabeled_batch_size,
         seed=config.train.seed + 1,
         dist=dist,
