@@ -71,6 +71,11 @@ _SHIPPED = {
     "student.unsup_box_loss": "false",
     "student.box_threshold": "0.5",
 }
+_KEPT = {
+    **_SHIPPED,
+    "student.strong_augmentation.hue": "0.0",
+    "student.strong_augmentation.grayscale_p": "0.0",
+}
 VARIANTS.update(
     {
         "shipped_corrected_threshold": {**_SHIPPED, "student.threshold_on": "corrected"},
@@ -80,11 +85,11 @@ VARIANTS.update(
         "shipped_onehot": {**_SHIPPED, "student.pseudo_labels": "onehot"},
         "shipped_renormalize": {**_SHIPPED, "student.renormalize": "true"},
         # The strong view without the photometric ops that change colour (hue shift, grayscale).
-        "shipped_colour_kept": {
-            **_SHIPPED,
-            "student.strong_augmentation.hue": "0.0",
-            "student.strong_augmentation.grayscale_p": "0.0",
-        },
+        "shipped_colour_kept": _KEPT,
+        "colour_kept_onehot": {**_KEPT, "student.pseudo_labels": "onehot"},
+        "colour_kept_soft": {**_KEPT, "student.pseudo_labels": "soft"},
+        "colour_kept_ema": {**_KEPT, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
+        "colour_kept_w2": {**_KEPT, "student.unsup_weight": "2.0"},
         "shipped_ema": {**_SHIPPED, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
     }
 )
