@@ -37,7 +37,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # The main job: the demo benchmark generated, then split → prototypes → teacher → calibrate →
-# control → student → evaluation → report on 2 CPU cores (~21 min measured); run again to resume.
+# control → student → evaluation → report on 2 CPU cores (~22 min measured); run again to resume.
 demo: install
 	$(VENV)/bin/tailteacher demo
 
