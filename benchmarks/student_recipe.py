@@ -65,7 +65,8 @@ VARIANTS: dict[str, dict[str, str]] = {
         "student.unsup_box_loss": "false",
     },
 }
-#: The shipped recipe (no unsupervised mask or box loss, τ = 0.5) with one key changed.
+#: The first 2026-11-30 recipe (no unsupervised mask or box loss, τ = 0.5, the peers' strong view),
+#: with one key changed; _KEPT adds the colour-keeping strong view shipped since (D61).
 _SHIPPED = {
     "student.unsup_mask_loss": "false",
     "student.unsup_box_loss": "false",

@@ -174,7 +174,7 @@ class StrongAugmentationConfig(StrictModel):
     """The student's strong view, photometric part (``data.transforms.Photometric``). Defaults are
     Unbiased Teacher's and SoftTeacher's. Hue shifts and grayscale change what an object looks
     like, not only how it is lit: where colour tells classes apart they teach a pseudo-label's class
-    on an object of another colour (measured on demo, D61)."""
+    on an object of another colour (measured on the benchmark, D61)."""
 
     brightness: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
     contrast: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
@@ -220,7 +220,7 @@ class StudentConfig(StrictModel):
     renormalize: bool = Field(
         default=False,
         description="divide each pseudo-label row by its sum: a box over τ is surely an object, its "
-        "class soft (D60); false: the row's missing mass is background",
+        "class soft (D61); false: the row's missing mass is background",
     )
     top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")

@@ -88,8 +88,8 @@ class PseudoLabelConfig:
             ignored boxes (weight 0): the RoIs matched to them add no loss, instead of being taught
             as certain background (ours, D59; the role SoftTeacher gives its background weights).
         renormalize: divide each kept row by its sum, so a box that passed τ is taught as surely
-            an object whose class is soft (ours, D60). False: the row's missing mass is
-            background (the module docstring's decision).
+            an object whose class is soft (ours, D61; measured without effect). False: the row's
+            missing mass is background (the module docstring's decision).
     """
 
     mode: Mode = "calibrated"
