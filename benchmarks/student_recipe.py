@@ -77,6 +77,7 @@ _KEPT = {
     "student.strong_augmentation.hue": "0.0",
     "student.strong_augmentation.grayscale_p": "0.0",
 }
+_LONG = {"student.max_steps": "480", "train.max_steps": "480"}
 VARIANTS.update(
     {
         "shipped_corrected_threshold": {**_SHIPPED, "student.threshold_on": "corrected"},
@@ -92,6 +93,13 @@ VARIANTS.update(
         "colour_kept_ema": {**_KEPT, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
         "colour_kept_w2": {**_KEPT, "student.unsup_weight": "2.0"},
         "shipped_ema": {**_SHIPPED, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
+        "colour_kept_unlabeled8": {**_KEPT, "student.unlabeled_batch_size": "8"},
+        # 4x the student's steps, and the control of that schedule (w = 0): does the gain grow with
+        # the unlabeled images seen (120 steps x 4 = 480 of the pool), or is it the extra steps?
+        "long_control": {**_KEPT, **_LONG, "student.unsup_weight": "0.0"},
+        "long_colour_kept": {**_KEPT, **_LONG},
+        "long_colour_kept_soft": {**_KEPT, **_LONG, "student.pseudo_labels": "soft"},
+        "long_colour_kept_onehot": {**_KEPT, **_LONG, "student.pseudo_labels": "onehot"},
     }
 )
 COLUMNS = ("AP", "APr", "APc", "APf", "AP50", "AP75", "boxAP", "ECE", "boxes/img")

@@ -200,3 +200,10 @@ def test_embed_gives_trunk_features_at_stride_16_for_prototypes():
         assert stride == 16.0 and features.shape[-2:] == (4, 4)
         # The trunk's own width (ResNet-18 C4: 256, ViT-tiny: 192), not the pyramid's 64 channels.
         assert features.shape[1] in (256, 192)
+        # Object crops: one vector each from the deepest map (ResNet-18 C5: 512; ViT: its last block).
+        with torch.no_grad():
+            crops = torch.rand(5, 3, 32, 32)
+            embedded = backbone.embed_crops(crops)
+            last = backbone.trunk(crops)["3"] if cfg.backbone == "resnet18" else backbone.embed(crops)[0]
+        assert tuple(embedded.shape) == (5, 512 if cfg.backbone == "resnet18" else 192)
+        torch.testing.assert_close(embedded, last.mean(dim=(2, 3)))

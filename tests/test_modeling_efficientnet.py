@@ -91,6 +91,8 @@ def test_detection_backbone_loads_packaged_weights_and_levels() -> None:
     with torch.no_grad():
         out = backbone(torch.rand(2, 3, 96, 96))
         embedding, stride = backbone.embed(torch.rand(2, 3, 96, 96))
+        crop_embedding = backbone.embed_crops(torch.rand(4, 3, 64, 64))
+    assert tuple(crop_embedding.shape) == (4, 320)  # the stride-32 stage, averaged
     assert list(out) == ["0", "1", "2", "3", "pool"]
     assert [tuple(v.shape[-2:]) for v in out.values()] == [(24, 24), (12, 12), (6, 6), (3, 3), (2, 2)]
     assert all(v.shape[:2] == (2, cfg.fpn_channels) for v in out.values())

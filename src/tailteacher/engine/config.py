@@ -110,6 +110,14 @@ class TargetsConfig(StrictModel):
     temperature: float = Field(
         default=1.0, gt=0, description="temperature on S in Eq. 2 (ours; 1 = the paper)"
     )
+    instance_embedding: Literal["crop", "roi"] = Field(
+        default="crop",
+        description="Eq. 1's B(x): crop = each box cut out, resized to crop_size and run through the "
+        "trunk; roi = the trunk's stride-16 map of the whole image pooled in the box (D62)",
+    )
+    crop_size: int = Field(
+        default=224, gt=0, description="side in pixels of an instance crop (instance_embedding: crop)"
+    )
 
 
 class TrainConfig(StrictModel):

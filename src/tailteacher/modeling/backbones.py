@@ -56,6 +56,18 @@ class DetectionBackbone(nn.Module):
         top of it is new, random-init detection weights. Returns ([N, D, h, w], stride)."""
         raise NotImplementedError
 
+    def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """One embedding per object crop, for class prototypes (Eq. 1, ``instance_embedding:
+        crop``): the trunk's deepest map averaged over space, as a classifier pools it.
+
+        Args:
+            crops: [N, 3, s, s], normalised with ``image_mean``/``image_std``.
+
+        Returns:
+            [N, D].
+        """
+        return self.embed(crops)[0].mean(dim=(2, 3))
+
 
 class TrunkFPN(DetectionBackbone):
     """A convolutional trunk (four maps at strides 4–32) under a FeaturePyramidNetwork."""
@@ -91,6 +103,9 @@ class ResNetFPN(TrunkFPN):
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, float]:
         # C4 at stride 16, as the ViT trunk's last block: the deepest level small objects survive.
         return self.trunk(images)["2"], 16.0
+
+    def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.trunk(crops)["3"].mean(dim=(2, 3))  # C5, where the classifier pools
 
 
 def resnet_fpn(name: str, *, out_channels: int, frozen_norm: bool) -> ResNetFPN:

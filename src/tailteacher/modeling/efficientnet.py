@@ -149,6 +149,9 @@ class EfficientNetFPN(TrunkFPN):
         # deepest level at which the embedded benchmark's small objects still span several cells.
         return self._stages(images)[EMBED_LEVEL], _STRIDES[EMBED_LEVEL]
 
+    def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        return self._stages(crops)[-1].mean(dim=(2, 3))  # stride 32 (320 channels for Lite0)
+
     def prepare_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if not is_lite_pytorch_layout(state_dict):
             return state_dict  # timm's own layout

@@ -43,8 +43,10 @@ from .detector import (
 from .periodic_eval import periodic_eval_fn
 from .prototypes import (
     accumulate_prototypes,
+    crop_embedder,
     load_prototypes,
     nearest_classes_table,
+    roi_embedder,
     save_prototypes,
     smoothing_from_prototypes,
 )
@@ -69,8 +71,9 @@ def _prototype_batches(
 
 def compute_prototypes(config: Config, checkpoint: str | None = None, progress: bool = True) -> Path:
     """Eq. 1–2 from the detector's backbone trunk (its ``model.weights``, or a trained detector's
-    ``checkpoint``) — not the random-init pyramid on top — pooled inside every labeled box at
-    stride 16 (ResNet C4, the ViT's last block).
+    ``checkpoint``) — not the random-init pyramid on top — for every labeled instance, as
+    ``targets.instance_embedding`` says: its crop through the trunk, or the trunk's stride-16 map
+    (ResNet C4, the ViT's last block) pooled inside its box.
     Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
     data = load_train_data(config)
     # A random-init trunk's prototypes depend on its initialisation: seed it from train.seed so
@@ -89,11 +92,19 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     def features(images: torch.Tensor) -> tuple[torch.Tensor, float]:
         return backbone.embed((images - mean) / std)
 
+    def crop_features(crops: torch.Tensor) -> torch.Tensor:
+        return backbone.embed_crops((crops - mean) / std)
+
+    t = config.targets
+    embed = (
+        crop_embedder(crop_features, t.crop_size)
+        if t.instance_embedding == "crop"
+        else roi_embedder(features)
+    )
     t0 = time.perf_counter()
     batches = _prototype_batches(data, config.data.batch_size, device)
-    acc = accumulate_prototypes(batches, features, data.num_classes)
+    acc = accumulate_prototypes(batches, embed, data.num_classes)
     prototypes, counts = (v.cpu() for v in acc.compute())
-    t = config.targets
     sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
     run_dir = Path(config.run.run_dir)
     path = save_prototypes(run_dir, prototypes, counts, sim, smoothing)
@@ -101,6 +112,8 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     atomic_write_bytes(run_dir / "nearest_classes.md", nearest_classes_table(sim, names).encode())
     summary = {
         "source": checkpoint or config.model.weights or "random init (no pretrained backbone)",
+        "instance_embedding": t.instance_embedding,
+        "crop_size": t.crop_size if t.instance_embedding == "crop" else None,
         "instances": int(counts.sum()),
         "classes_without_instances": int((counts == 0).sum()),
         "gamma": t.gamma,
