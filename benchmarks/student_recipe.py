@@ -94,6 +94,9 @@ VARIANTS.update(
         "colour_kept_w2": {**_KEPT, "student.unsup_weight": "2.0"},
         "shipped_ema": {**_SHIPPED, "student.teacher": "ema", "student.teacher_momentum": "0.99"},
         "colour_kept_unlabeled8": {**_KEPT, "student.unlabeled_batch_size": "8"},
+        # τ on the teacher's foreground mass (top-k row sum): boxes the teacher is sure are
+        # objects but unsure of the class (rare look-alikes) are kept, their rows soft.
+        "colour_kept_fg0.7": {**_KEPT, "student.threshold_on": "foreground", "student.box_threshold": "0.7"},
         # 4x the student's steps, and the control of that schedule (w = 0): does the gain grow with
         # the unlabeled images seen (120 steps x 4 = 480 of the pool), or is it the extra steps?
         "long_control": {**_KEPT, **_LONG, "student.unsup_weight": "0.0"},

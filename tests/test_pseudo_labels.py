@@ -281,3 +281,22 @@ def test_renormalize_makes_each_kept_row_sum_to_one() -> None:
     # calibrated (support all, τ on the teacher's score): [0.5, 0, 0.35, 0] → / 0.85.
     cfg = PseudoLabelConfig(mode="calibrated", box_threshold=0.25, top_k=2, support="all", renormalize=True)
     assert_close(run(cfg)["class_targets"][0], torch.tensor([0.5 / 0.85, 0, 0.35 / 0.85, 0]))
+
+
+def test_foreground_threshold_keeps_sure_objects_of_unsure_class() -> None:
+    # The top-2 rows' sums are 0.9 (box A), 0.6 (box B), 0.25 (box C). τ = 0.5 on the top class
+    # keeps A only (B's top class is 0.4); on the foreground mass it keeps A and B, B's row soft.
+    assert run(PseudoLabelConfig(mode="soft", box_threshold=0.5, top_k=2))["labels"].tolist() == [0]
+    out = run(PseudoLabelConfig(mode="soft", box_threshold=0.5, top_k=2, threshold_on="foreground"))
+    assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B]))
+    assert_close(out["class_targets"], torch.tensor([[0.7, 0.2, 0, 0], [0, 0, 0.4, 0.2]]))
+    # Calibrated (support nonzero): the same boxes, Eq. 5 on the teacher's top-2 classes of each.
+    cfg = PseudoLabelConfig(
+        mode="calibrated", box_threshold=0.5, top_k=2, support="nonzero", threshold_on="foreground"
+    )
+    out = run(cfg)
+    assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B]))
+    assert_close(out["class_targets"], torch.tensor([[0.5, 0.3, 0, 0], [0, 0, 0.7, 0.2]]))
+    # τ = 0.2: box C (0.05 + 0.2) too, ordered by foreground mass.
+    out = run(PseudoLabelConfig(mode="soft", box_threshold=0.2, top_k=2, threshold_on="foreground"))
+    assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B, BOX_C]))

@@ -210,8 +210,10 @@ class StudentConfig(StrictModel):
     support: Literal["all", "nonzero"] = Field(
         default="all", description="Eq. 5 on the whole row (all) or on the teacher's top-k classes (nonzero)"
     )
-    threshold_on: Literal["teacher", "corrected"] = Field(
-        default="teacher", description="calibrated: box_threshold on the teacher's score or the corrected one"
+    threshold_on: Literal["teacher", "corrected", "foreground"] = Field(
+        default="teacher",
+        description="box_threshold on the teacher's top class score, the corrected row's max "
+        "(calibrated), or the teacher's top-k row sum: how surely the box is an object (D63)",
     )
     box_threshold: float | None = Field(
         default=None,

@@ -12,7 +12,9 @@ Steps, all under ``torch.no_grad``:
        ``calibrated``  Eq. 5, ``clamp(y + λΔ, 0, 1)`` on the row, then top-k.
     2. its score s: onehot and soft, the detection's score; calibrated, the teacher's score
        (``threshold_on="teacher"``, the default) or the corrected row's max
-       (``threshold_on="corrected"``). Keep s ≥ τ (``box_threshold``).
+       (``threshold_on="corrected"``); soft and calibrated with ``threshold_on="foreground"``,
+       the sum of the teacher's top-k row: how surely the box is an object, whatever its class
+       (ours, D63). Keep s ≥ τ (``box_threshold``).
     3. merge duplicates: the same box comes once per class it scored for, so detections whose
        boxes overlap with IoU ≥ 0.9 are one object. Greedily, highest s first, the first keeps its
        box, mask and row; the others are dropped. Then the ``max_boxes`` highest s.
@@ -78,8 +80,9 @@ class PseudoLabelConfig:
         lam: λ of Eq. 5 (paper: 2).
         support: ``"all"`` (Eq. 5 literally on the whole row, then top-k) or ``"nonzero"``
             (top-k of the teacher's row first, then Eq. 5 on those classes only).
-        threshold_on: calibrated mode: τ applies to the teacher's score (``"teacher"``) or to
-            the corrected row's max (``"corrected"``).
+        threshold_on: τ applies to the teacher's top class score (``"teacher"``), to the
+            corrected row's max (``"corrected"``, calibrated mode), or to the teacher's top-k
+            row sum (``"foreground"``, soft and calibrated modes).
         mask_threshold: a resampled mask probability ≥ this is foreground.
         max_boxes: most pseudo-labels per image (the highest scores).
         min_size: smallest kept box side, in strong-view pixels.
@@ -97,7 +100,7 @@ class PseudoLabelConfig:
     top_k: int | None = 5
     lam: float = 2.0
     support: Support = "all"
-    threshold_on: Literal["teacher", "corrected"] = "teacher"
+    threshold_on: Literal["teacher", "corrected", "foreground"] = "teacher"
     mask_threshold: float = 0.5
     max_boxes: int = 100
     min_size: float = 1.0
@@ -117,8 +120,10 @@ class PseudoLabelConfig:
                 raise ValueError(f"{name}: expected an integer ≥ 1, got {value!r}")
         if not isinstance(self.lam, int | float) or not math.isfinite(self.lam):
             raise ValueError(f"lam: expected a finite number, got {self.lam!r}")
-        if self.threshold_on not in ("teacher", "corrected"):
-            raise ValueError(f"threshold_on: expected 'teacher' or 'corrected', got {self.threshold_on!r}")
+        if self.threshold_on not in ("teacher", "corrected", "foreground"):
+            raise ValueError(
+                f"threshold_on: expected 'teacher', 'corrected' or 'foreground', got {self.threshold_on!r}"
+            )
         if self.support not in ("all", "nonzero"):
             raise ValueError(f"support: expected 'all' or 'nonzero', got {self.support!r}")
         for name in ("mask_threshold", "dedupe_iou"):
@@ -186,14 +191,18 @@ def target_rows(
         rows = F.one_hot(detections["labels"].long(), class_scores.shape[1]).to(class_scores.dtype)
         return rows, detections["scores"]
     teacher_rows = keep_top_k(class_scores, cfg.top_k)
+    # "foreground": how surely the box is an object, whatever its class (the row's top-k mass).
+    foreground = teacher_rows.sum(dim=1) if cfg.threshold_on == "foreground" else None
     if cfg.mode == "soft":
-        return teacher_rows, teacher_rows.max(dim=1).values
+        return teacher_rows, teacher_rows.max(dim=1).values if foreground is None else foreground
     if delta is None:
         raise ValueError("delta: required by mode 'calibrated' (the teacher's CCECE, Eq. 4)")
     if cfg.support == "nonzero":
         rows = calibrate_soft_labels(teacher_rows, delta, cfg.lam, "nonzero")
     else:
         rows = keep_top_k(calibrate_soft_labels(class_scores, delta, cfg.lam, "all"), cfg.top_k)
+    if foreground is not None:
+        return rows, foreground
     source = teacher_rows if cfg.threshold_on == "teacher" else rows
     return rows, source.max(dim=1).values
 
