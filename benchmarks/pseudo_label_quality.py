@@ -104,7 +104,10 @@ def main() -> None:
             f"{name:<30} {boxes / n:>9.2f} {correct / max(boxes, 1):>9.3f} {correct / max(objects, 1):>7.3f} "
             f"{right / max(hits, 1):>9.3f}"
         )
-    print(f"\n{'mode':<30} " + " ".join(f"{'recall ' + g:>9} {'prec ' + g:>7} {'boxes ' + g:>8}" for g in groups))
+    print(
+        f"\n{'mode':<30} "
+        + " ".join(f"{'recall ' + g:>9} {'prec ' + g:>7} {'boxes ' + g:>8}" for g in groups)
+    )
     for name, g in by_group.items():
         cells = [
             f"{int(g[k, 0]) / max(int(g[k, 1]), 1):>9.3f} {int(g[k, 2]) / max(int(g[k, 3]), 1):>7.3f} "
