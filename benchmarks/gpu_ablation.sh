@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ablation (DESIGN.md's rows, 3 seeds, label fractions 25/50 %) on one GPU in under 8 minutes.
+# The ablation (the paper's Table 1 rows, docs/design.md; 3 seeds, label fractions 25/50 %) on one GPU in under 8 minutes.
 #
 #   bash benchmarks/gpu_ablation.sh [OUT]        # OUT default runs/gpu; logs and tables land there
 #

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from lvis_factory import mutated, tiny_lvis, write
 from tailteacher.cli import main
@@ -16,13 +17,25 @@ def test_valid_file_loads_and_indexes(tmp_path):
     assert data.image_path(data.images[1]) == tmp_path / "images" / "img" / "0001.png"
 
 
-def test_coco_url_basename_is_the_fallback(tmp_path):
-    def use_url(d):
-        for img in d["images"]:
-            img["coco_url"] = "http://images.cocodataset.org/train2017/" + img.pop("file_name").split("/")[1]
+def test_coco_url_keeps_cocos_split_folder(tmp_path):
+    """LVIS v1 records have only coco_url; the image lies in COCO's train2017/ or val2017/ folder."""
 
-    data = load_lvis(write(tmp_path, mutated(tiny_lvis(), use_url), with_images=False), tmp_path)
-    assert data.image_path(data.images[3]) == tmp_path / "0003.png"
+    def use_url(d):
+        d["images"] = d["images"][:2]
+        d["annotations"] = [a for a in d["annotations"] if a["image_id"] in (1, 2)]
+        for img, split in zip(d["images"], ("train2017", "val2017"), strict=True):
+            name = f"{img['id']:012d}.png"
+            (tmp_path / "coco" / split).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (img["width"], img["height"])).save(tmp_path / "coco" / split / name)
+            del img["file_name"]
+            img["coco_url"] = f"http://images.cocodataset.org/{split}/{name}"
+
+    path = write(tmp_path, mutated(tiny_lvis(), use_url), with_images=False)
+    data = load_lvis(path, tmp_path / "coco", check_images=True)  # every file found where COCO keeps it
+    assert [data.image_path(data.images[i]) for i in (1, 2)] == [
+        tmp_path / "coco" / "train2017" / "000000000001.png",
+        tmp_path / "coco" / "val2017" / "000000000002.png",
+    ]
 
 
 def test_every_problem_is_reported_with_file_record_and_field(tmp_path):

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -65,13 +66,21 @@ class LvisData:
 
 
 def image_relpath(image: dict[str, Any]) -> str:
-    """``file_name``, or the basename of ``coco_url`` as real LVIS files have it."""
+    """An image record's path under the image root: ``file_name``, else COCO's layout from ``coco_url``.
+
+    LVIS v1 records carry no ``file_name`` but a ``coco_url`` such as
+    ``http://images.cocodataset.org/train2017/000000391895.jpg``; the image lies in that folder of
+    the COCO 2017 images (LVIS val draws from both ``train2017`` and ``val2017``), so the path kept
+    is the URL's last two parts, ``train2017/000000391895.jpg``, as detectron2's LVIS loader reads
+    it. ``""`` when the record has neither.
+    """
     name = image.get("file_name")
     if isinstance(name, str) and name:
         return name
     url = image.get("coco_url")
     if isinstance(url, str) and url:
-        return PurePosixPath(url).name
+        parts = [part for part in PurePosixPath(urlsplit(url).path).parts if part != "/"]
+        return "/".join(parts[-2:])
     return ""
 
 
@@ -309,7 +318,7 @@ def load_lvis(
 
     Args:
         path: the json file.
-        image_root: the folder that ``file_name`` (or ``coco_url``'s basename) is relative to.
+        image_root: the folder that ``file_name`` (or ``coco_url``'s folder/name) is relative to.
         check_images: also open every image file (slow on large sets; off by default).
         require_annotations: False for an unlabeled pool (images only).
 

@@ -3,7 +3,7 @@
 Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed), in
 ``OUT/seed{s}/``:
 
-1. the supervised teachers (DESIGN.md's ablation): one-hot, uniform smoothing, similarity with
+1. the supervised teachers (the paper's Table 1, docs/design.md): one-hot, uniform smoothing, similarity with
    γ = 0, similarity with γ = 1.5; prototypes come from the one-hot teacher's trunk (D46), so the
    one-hot row runs first. ``temperature`` adds the two similarity rows again with that
    temperature (our extension of Eq. 2, docs/decisions.md);
