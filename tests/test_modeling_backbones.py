@@ -9,6 +9,7 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tailteacher.modeling import ModelConfig, build_backbone, build_model, load_backbone_weights
 
@@ -94,6 +95,10 @@ def test_safetensors_checkpoint_and_frozen_norm(tmp_path: Path) -> None:
     backbone = build_backbone(ModelConfig(num_classes=3, resnet_norm="frozen_batch"))
     load_backbone_weights(backbone, path)
     assert torch.equal(backbone.trunk.state_dict()["layer1.0.bn1.weight"], state["layer1.0.bn1.weight"])
+    assert torch.equal(
+        backbone.trunk.state_dict()["layer1.0.bn1.running_var"], state["layer1.0.bn1.running_var"]
+    )
+    assert isinstance(backbone.trunk.layer1[0].bn1, FrozenBatchNorm2d)  # the ImageNet statistics stay fixed
 
 
 def test_timm_vit_checkpoint_at_another_resolution_is_resampled(tmp_path: Path) -> None:
@@ -140,7 +145,11 @@ def test_wrapped_checkpoint_is_unwrapped(tmp_path: Path) -> None:
     state = torchvision.models.resnet18(weights=None).state_dict()
     path = tmp_path / "wrapped.pt"
     torch.save({"model": state, "epoch": 3}, path)
-    load_backbone_weights(build_backbone(ModelConfig(num_classes=3)), path)
+    backbone = build_backbone(ModelConfig(num_classes=3))
+    load_backbone_weights(backbone, path)
+    loaded = backbone.trunk.state_dict()
+    for key in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.bn1.running_mean"):
+        assert torch.equal(loaded[key], state[key]), key
 
 
 @pytest.mark.parametrize(
@@ -177,6 +186,11 @@ def test_eva02_patch14_checkpoint_loads_into_the_patch16_pyramid(tmp_path: Path)
     model = build_model(_vit_config(backbone=name, max_size=96, weights_path=str(path)))
     trunk = model.backbone.trunk
     assert trunk.patch_embed.proj.weight.shape[-2:] == (16, 16)
+    loaded, source = trunk.state_dict(), reference.state_dict()
+    for key in ("blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight", "norm.weight"):
+        if key in loaded:
+            assert torch.equal(loaded[key], source[key]), key
+    assert torch.equal(loaded["blocks.0.attn.qkv.weight"], source["blocks.0.attn.qkv.weight"])
     model.train()
     masks = torch.zeros(1, 64, 96, dtype=torch.uint8)
     masks[0, 8:30, 8:30] = 1
