@@ -26,8 +26,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "ablate",
         help="the paper's ablation: four supervised teachers, five students, label fractions",
-        description="Run the paper's ablation rows, as docs/design.md reads them (one-hot / uniform / "
-        "similarity γ=0 / γ=1.5 teachers; one-hot / soft / calibrated students, calibrated on the top-k classes, a "
+        description="Run the paper's ablation rows, as docs/design.md reads them (one-hot / "
+        "uniform / similarity γ=0 / γ=1.5 teachers; one-hot / soft / calibrated students, "
+        "calibrated on the top-k classes, a "
         "w=0 control; the supervised rows at fractions of the labels) for seeds 0…N-1 into "
         "--out (default run.run_dir) and write ablation.md and ablation.json with mean ± std. "
         "Every run is a resumable stage: the same command again continues a stopped ablation.",

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from .images import read_rgb
 from .lvis_json import LvisData
 
 
@@ -73,12 +74,10 @@ class LvisDataset(Dataset[Sample | Skipped]):
         return len(self.image_ids)
 
     def load_image(self, image_id: int) -> torch.Tensor:
-        """[3, H, W] uint8; raises OSError/ValueError for a missing or corrupt file."""
-        from PIL import Image
-
-        with Image.open(self.data.image_path(self.data.images[image_id])) as im:
-            arr = np.asarray(im.convert("RGB"))
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        """[3, H, W] uint8, EXIF orientation applied (``data.images.read_rgb``); raises
+        OSError/ValueError for a missing, corrupt or undecodable file."""
+        arr = read_rgb(self.data.image_path(self.data.images[image_id]))
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
     def __getitem__(self, index: int) -> Sample | Skipped:
         iid = self.image_ids[index]

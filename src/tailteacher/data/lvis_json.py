@@ -277,14 +277,17 @@ def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) ->
     """Problems with image files: missing, unreadable, or of another size than the record says."""
     from PIL import Image
 
+    from .images import upright_size
+
     problems: list[Problem] = []
     for iid in image_ids if image_ids is not None else data.images:
         img = data.images[iid]
         path = data.image_path(img)
         try:
             with Image.open(path) as im:
-                size = im.size
-                im.verify()
+                im.verify()  # must come first: nothing else may read the file before it
+            with Image.open(path) as im:
+                size = upright_size(im)  # records hold the size as shown, EXIF orientation applied
         except FileNotFoundError:
             problems.append(
                 Problem(str(data.path), f"image id={iid}", "file_name", f"file not found: {path}")

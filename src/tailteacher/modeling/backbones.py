@@ -105,7 +105,8 @@ class ResNetFPN(TrunkFPN):
         return self.trunk(images)["2"], 16.0
 
     def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.trunk(crops)["3"].mean(dim=(2, 3))  # C5, where the classifier pools
+        c5: torch.Tensor = self.trunk(crops)["3"]  # C5, where the classifier pools
+        return c5.mean(dim=(2, 3))
 
 
 def resnet_fpn(name: str, *, out_channels: int, frozen_norm: bool) -> ResNetFPN:
