@@ -137,3 +137,21 @@ def test_os_errors_are_messages_with_exit_2(tmp_path, capsys):
     assert main(["split", "--train", str(path), "--out", "/proc/forbidden"]) == 2
     err = capsys.readouterr().err
     assert "/proc/forbidden" in err and "Traceback" not in err
+
+
+def test_symlinks_out_of_the_image_root_are_refused(tmp_path):
+    """A link inside the root that points outside it is an unsafe path, like '..' (D64)."""
+    from tailteacher.data.dataset import LvisDataset, Skipped
+
+    path = write(tmp_path, tiny_lvis())
+    outside = tmp_path / "elsewhere.png"
+    (tmp_path / "images/img/0002.png").rename(outside)
+    (tmp_path / "images/img/0002.png").symlink_to(outside)
+    (tmp_path / "root_link").symlink_to(tmp_path / "images")  # a linked root is fine: resolved too
+    data = load_lvis(path, tmp_path / "root_link")
+    problems = check_image_files(data)
+    assert [(p.record, p.field) for p in problems] == [("image id=2", "file_name")]
+    assert "outside the image root" in problems[0].message
+    item = LvisDataset(data, [2])[0]
+    assert isinstance(item, Skipped) and "outside the image root" in item.reason
+    assert not isinstance(LvisDataset(data, [1])[0], Skipped)

@@ -59,10 +59,24 @@ class LvisData:
         return len(self.categories)
 
     def image_path(self, image: dict[str, Any]) -> Path:
-        """Path of an image's file under the image root (validated not to leave it)."""
+        """Path of an image's file under the image root, which it may not leave.
+
+        The record's path was validated relative without ``..`` when the file was read; here its
+        target is resolved too, so a symbolic link inside the root that points outside it is
+        refused (D64: link the root itself, or name the real folder as the root).
+
+        Raises:
+            InputError: no image root, or the resolved file lies outside the resolved root.
+        """
         if self.image_root is None:
             raise InputError(f"{self.path}: no image root given; pass the folder that holds the images")
-        return self.image_root / image_relpath(image)
+        path = self.image_root / image_relpath(image)
+        real, root = path.resolve(), self.image_root.resolve()
+        if not real.is_relative_to(root):
+            where = f"image id={image.get('id')}"
+            message = f"{path} resolves to {real}, outside the image root {root} (a symbolic link)"
+            raise InputError([Problem(str(self.path), where, "file_name", message)])
+        return path
 
 
 def image_relpath(image: dict[str, Any]) -> str:
@@ -282,7 +296,11 @@ def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) ->
     problems: list[Problem] = []
     for iid in image_ids if image_ids is not None else data.images:
         img = data.images[iid]
-        path = data.image_path(img)
+        try:
+            path = data.image_path(img)
+        except InputError as err:
+            problems.extend(err.problems)
+            continue
         try:
             with Image.open(path) as im:
                 im.verify()  # must come first: nothing else may read the file before it
