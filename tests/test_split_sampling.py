@@ -73,6 +73,17 @@ def test_split_cli_writes_both_files(tmp_path, capsys):
     assert main(["split", "--train", str(path), "--out", str(tmp_path / "t"), "--heldout", "1.5"]) == 2
 
 
+def test_tiny_files_split_with_both_parts_or_are_refused(tmp_path, capsys):
+    three = load_lvis(write(tmp_path, long_tailed(3), with_images=False))
+    train, held = split_heldout(three, 0.15, 0)  # round(0.45) = 0 would leave nothing held out
+    assert len(held) == 1 and len(train) == 2
+    path = write(tmp_path, long_tailed(1), name="one.json", with_images=False)
+    assert main(["split", "--train", str(path), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: file: images: 1 image(s): a split needs at least 2" in err
+    assert not (tmp_path / "s").exists()  # nothing written
+
+
 def test_repeat_factors_hand_computed(tmp_path):
     data = load_lvis(write(tmp_path, long_tailed(), with_images=False))
     ids = sorted(data.images)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, Problem
 from ..io import atomic_write_json
 from .frequency import GROUP_NAMES, frequency_groups, image_counts
 from .lvis_json import LvisData
@@ -39,12 +40,22 @@ class SplitReport:
 
 
 def split_heldout(data: LvisData, heldout: float = 0.15, seed: int = 0) -> tuple[list[int], list[int]]:
-    """(train image ids, held-out image ids), each sorted."""
+    """(train image ids, held-out image ids), each sorted and both non-empty.
+
+    The held-out part has ``round(heldout × images)`` images, at least 1 and at most all but one.
+
+    Raises:
+        ValueError: ``heldout`` outside (0, 1).
+        InputError: fewer than 2 images (nothing to hold out without emptying the training part).
+    """
     if not 0 < heldout < 1:
         raise ValueError(f"--heldout: expected a fraction in (0, 1), got {heldout}")
     rng = np.random.default_rng(seed)
     ids = sorted(data.images)
-    target = round(heldout * len(ids))
+    if len(ids) < 2:
+        message = f"{len(ids)} image(s): a split needs at least 2, one for each part"
+        raise InputError([Problem(str(data.path), "file", "images", message)])
+    target = min(max(round(heldout * len(ids)), 1), len(ids) - 1)
     images_of: dict[int, list[int]] = defaultdict(list)
     for iid in ids:
         for cid in sorted({int(a["category_id"]) for a in data.anns_by_image.get(iid, [])}):
