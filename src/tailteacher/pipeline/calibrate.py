@@ -17,7 +17,9 @@ from ..engine.config import Config
 from ..evaluation.calibration import CalibrationReport
 from ..evaluation.report import write_calibration
 from ..io import atomic_write_json
-from .detector import build_detector, load_detector_weights, load_train_data, predict
+from .data import load_train_data
+from .detector import build_detector, load_detector_weights
+from .prediction import predict
 
 
 def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[CalibrationReport, Path]:

@@ -158,3 +158,9 @@ def write_report(
     }
     atomic_write_json(root / "report.json", payload, indent=2)
     return md
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """One line of mask AP figures in points (AP, AP50, AP75, APr, APc, APf; "-" where undefined)."""
+    keys = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+    return "  ".join(f"{k} {100 * metrics[k]:.1f}" if metrics.get(k, -1) >= 0 else f"{k} -" for k in keys)

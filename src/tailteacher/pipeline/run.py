@@ -76,7 +76,7 @@ def prototypes_stage(
     config: Config, folder: Path, log: Log, checkpoint: str | None = None, after: str = ""
 ) -> StageOutcome:
     """Eq. 1 prototypes from the backbone's trunk (``model.weights``) or a trained ``checkpoint``."""
-    from .teacher import compute_prototypes
+    from .prototypes import compute_prototypes
 
     cfg = with_updates(config, run={"run_dir": str(folder)})
 
