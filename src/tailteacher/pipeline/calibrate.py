@@ -14,7 +14,7 @@ from pathlib import Path
 from ..data.lvis_json import load_lvis
 from ..engine import init_run
 from ..engine.config import Config
-from ..evaluation.calibration import CalibrationReport
+from ..evaluation.detection_calibration import CalibrationReport
 from ..evaluation.report import write_calibration
 from ..io import atomic_write_json
 from .data import load_train_data
