@@ -33,9 +33,8 @@ import torch
 
 from tailteacher.engine.config_io import load_config
 from tailteacher.labels import cosine_similarity_matrix
-from tailteacher.pipeline.prototypes import load_prototypes
+from tailteacher.pipeline.prototypes import compute_prototypes, load_prototypes
 from tailteacher.pipeline.run import with_updates
-from tailteacher.pipeline.teacher import compute_prototypes
 
 TOP_K = 3
 ATTRIBUTES = ("family", "variant", "colour", "texture")

@@ -23,7 +23,8 @@ from tailteacher.data.dataset import LvisDataset, Sample
 from tailteacher.data.geometry import Geometry
 from tailteacher.data.lvis_json import load_lvis
 from tailteacher.engine.config_io import load_config
-from tailteacher.pipeline.detector import build_detector, images_of, load_detector_weights, load_train_data
+from tailteacher.pipeline.data import images_of, load_train_data
+from tailteacher.pipeline.detector import build_detector, load_detector_weights
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
 

@@ -9,7 +9,7 @@ from tailteacher.labels import (
     expected_calibration_error,
     reliability_bins,
 )
-from tailteacher.labels.calibration import bin_index
+from tailteacher.labels.ccece import bin_index
 
 # Four detections, B = 10:
 #   0.05 wrong → bin 0 | 0.15 right, 0.15 wrong → bin 1 | 0.95 right → bin 9

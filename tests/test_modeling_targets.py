@@ -14,7 +14,7 @@ from tailteacher.modeling import (
     BACKGROUND,
     DetectionSelector,
     FederatedClassSampler,
-    GroundTruth,
+    ImageTargets,
     ModelConfig,
     SigmoidFederatedClassification,
     SoftmaxClassification,
@@ -58,7 +58,7 @@ def test_matching_without_ground_truth_is_background() -> None:
 
 
 def test_stage_targets_gather_the_matched_instance() -> None:
-    gt = GroundTruth(
+    gt = ImageTargets(
         boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]]),
         targets=torch.tensor([[0.1, 0.8, 0.1], [0.0, 0.0, 1.0]]),
         weights=torch.tensor([0.5, 2.0]),

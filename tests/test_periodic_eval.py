@@ -13,7 +13,8 @@ from tailteacher.data.synth import generate
 from tailteacher.engine import LoaderSource, Trainer, build_trainer, load_config, read_metrics
 from tailteacher.engine.hooks import EvalHook
 from tailteacher.errors import InputError
-from tailteacher.pipeline.detector import build_detector, load_train_data
+from tailteacher.pipeline.data import load_train_data
+from tailteacher.pipeline.detector import build_detector
 from tailteacher.pipeline.periodic_eval import periodic_eval_fn, val_evaluator
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))

@@ -1,15 +1,17 @@
 import torch
 
 from tailteacher.labels import class_prototypes
-from tailteacher.pipeline.prototypes import (
-    accumulate_prototypes,
+from tailteacher.pipeline.instance_embedding import (
     crop_embedder,
     crop_instances,
-    load_prototypes,
-    nearest_classes_table,
     pad_batch,
     pool_instances,
     roi_embedder,
+)
+from tailteacher.pipeline.prototypes import (
+    accumulate_prototypes,
+    load_prototypes,
+    nearest_classes_table,
     save_prototypes,
     smoothing_from_prototypes,
 )

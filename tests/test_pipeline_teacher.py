@@ -134,7 +134,7 @@ def test_bad_config_key_and_bad_checkpoint_exit_2(tiny, tmp_path, capsys):
         str(tmp_path / "x.json"),
     ]
     assert main(args) == 2
-    assert "is not a readable checkpoint" in capsys.readouterr().err
+    assert "--checkpoint: cannot read" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -165,7 +165,7 @@ def test_random_init_prototypes_do_not_depend_on_the_global_seed(tiny, tmp_path)
     from safetensors.torch import load_file
 
     from tailteacher.engine.config_io import load_config
-    from tailteacher.pipeline.teacher import compute_prototypes
+    from tailteacher.pipeline.prototypes import compute_prototypes
 
     paths = []
     for k, global_seed in enumerate((1, 2)):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tailteacher.pipeline.ablation import AblationPlan, aggregate
-from tailteacher.pipeline.run import format_table, table_row
+from tailteacher.pipeline.report import format_table, table_row
 from tailteacher.pipeline.stages import DONE, STARTED, run_stage
 
 

@@ -16,10 +16,10 @@ from tailteacher.data.dataset import Sample
 from tailteacher.data.geometry import Geometry
 from tailteacher.data.transforms import View
 from tailteacher.modeling import ModelConfig, build_model
-from tailteacher.pipeline.detector import TargetBuilder
+from tailteacher.pipeline.data import UnlabeledPair
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
-from tailteacher.pipeline.student import UnlabeledPair
 from tailteacher.pipeline.student_step import TeacherStudentStep, is_box_loss
+from tailteacher.pipeline.targets import TargetBuilder
 
 S, C = 64, 4
 

@@ -17,7 +17,7 @@ COMMANDS = (
     "split",
     "synth",
     "evaluate",
-    "calibration",
+    "results_calibration",
     "prototypes",
     "train_teacher",
     "predict",

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
     from ..engine.config import Config
     from ..engine.config_io import PACKAGED_CONFIGS, load_config
-    from ..pipeline.run import format_table, gain_sentence, run_pipeline
+    from ..pipeline.report import format_table, gain_sentence
+    from ..pipeline.run import run_pipeline
     from .synth import format_summary
 
     t0 = time.perf_counter()

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.config import Config
     from ..engine.config_io import config_from_args
     from ..io import atomic_write_json
-    from ..pipeline.detector import build_detector, load_detector_weights, load_train_data, predict
+    from ..pipeline.data import load_train_data
+    from ..pipeline.detector import build_detector, load_detector_weights
+    from ..pipeline.prediction import predict
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")

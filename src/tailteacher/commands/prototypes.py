@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config_io import config_from_args
-    from ..pipeline.teacher import compute_prototypes
+    from ..pipeline.prototypes import compute_prototypes
 
     compute_prototypes(config_from_args(args), str(args.checkpoint) if args.checkpoint else None)
     return 0

@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import Config
     from ..engine.config_io import config_from_args
-    from ..pipeline.run import format_table, gain_sentence, run_pipeline
+    from ..pipeline.report import format_table, gain_sentence
+    from ..pipeline.run import run_pipeline
 
     config: Config = config_from_args(args)
     result = run_pipeline(config)

@@ -63,7 +63,7 @@ class LvisDataset(Dataset[Sample | Skipped]):
         data: a validated file with an image root.
         image_ids: which images, in this order (default: all, sorted by id).
 
-    Augmentations wrap it (``pipeline.detector.AugmentedDataset``), seeded per draw.
+    Augmentations wrap it (``pipeline.data.AugmentedDataset``), seeded per draw.
     """
 
     def __init__(self, data: LvisData, image_ids: Sequence[int] | None = None) -> None:

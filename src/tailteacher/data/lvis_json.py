@@ -8,7 +8,6 @@ the record and the field, and says what was expected.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import InputError, Problem
+from ..numbers import is_finite_number
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
 # tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
@@ -98,10 +98,6 @@ def image_relpath(image: dict[str, Any]) -> str:
     return ""
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _is_id(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -135,7 +131,7 @@ def _check_segmentation(seg: object, width: float, height: float) -> str | None:
         for k, poly in enumerate(seg):
             if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
                 return f"polygon {k}: expected a flat list of ≥ 3 (x, y) pairs"
-            if not all(_is_number(v) for v in poly):
+            if not all(is_finite_number(v) for v in poly):
                 return f"polygon {k}: expected finite numbers"
         return None
     if isinstance(seg, dict):
@@ -182,7 +178,7 @@ def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
             rep.add(where, "id", "duplicate image id")
             continue
         for key in ("width", "height"):
-            if not (_is_number(img.get(key)) and img[key] > 0):
+            if not (is_finite_number(img.get(key)) and img[key] > 0):
                 rep.add(where, key, f"expected a positive number, got {img.get(key)!r}")
         why = _check_path(image_relpath(img))
         if why:
@@ -249,13 +245,13 @@ def _check_annotations(
             rep.add(where, "category_id", f"refers to unknown category {ann.get('category_id')!r}")
             ok = False
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
             rep.add(where, "bbox", f"expected [x, y, width, height] of finite numbers, got {bbox!r}")
             ok = False
         elif bbox[2] <= 0 or bbox[3] <= 0:
             rep.add(where, "bbox", f"expected a positive width and height, got {bbox!r}")
             ok = False
-        elif img is not None and _is_number(img.get("width")) and _is_number(img.get("height")):
+        elif img is not None and is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
             x, y, w, h = bbox
             if (
                 x < -BOX_TOLERANCE

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io import atomic_write_bytes
 from . import synth_draw as draw
 from .frequency import group_of
 
@@ -321,18 +321,6 @@ class SynthSummary:
     seconds: float
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, format="PNG")  # PIL adds no time or text chunk
@@ -379,7 +367,7 @@ def _dump(
     out: Path, name: str, info: dict[str, Any], images: list[Any], anns: list[Any], cats: list[Any]
 ) -> None:
     doc = {"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}
-    _write_atomic(out / name, json.dumps(doc, separators=(",", ":")).encode())
+    atomic_write_bytes(out / name, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool = False) -> SynthSummary:
@@ -406,7 +394,7 @@ def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool =
         for k, present in enumerate(layouts[split]):
             img = synth_image(p, present, image_rng(seed, split, k), complete=split == "unlabeled")
             file_name = f"{split}/{image_id:06d}.png"
-            _write_atomic(out / "images" / file_name, _png(img.pixels))
+            atomic_write_bytes(out / "images" / file_name, _png(img.pixels))
             images.append(
                 {
                     "id": image_id,

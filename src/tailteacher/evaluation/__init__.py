@@ -11,7 +11,7 @@ load_ground_truth, load_results, match    the steps of ``evaluate``, to reuse
 
 from typing import Any
 
-from .calibration import CalibrationReport, DetectionSamples, calibration_report, detection_samples
+from .detection_calibration import CalibrationReport, DetectionSamples, calibration_report, detection_samples
 from .distributed import evaluate_distributed, gather_results
 from .ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
 from .lvis_eval import LvisEvaluation, evaluate, evaluate_matches

@@ -16,7 +16,6 @@ not make its category positive for its image.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -25,21 +24,12 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from ..errors import InputError, Problem
+from ..numbers import is_finite_number
 from .files import read_json
 from .rle import check_rle_counts
 
 FREQUENCY_GROUPS = ("r", "c", "f")  # LVIS: rare ≤ 10 training images, common 11–100, frequent > 100
 _MAX_PROBLEMS = 1000
-
-
-def is_number(v: object) -> TypeGuard[int | float]:
-    """A finite int or float from json (not a bool, not an int beyond float range)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def is_id(v: object) -> TypeGuard[int]:
@@ -288,11 +278,11 @@ def load_ground_truth(source: str | os.PathLike[str] | dict[str, Any] | GroundTr
             problems.append(Problem(name, where, "image_id", f"unknown image id {image!r}"))
         if not is_id(cat) or cat not in category_index:
             problems.append(Problem(name, where, "category_id", f"unknown category id {cat!r}"))
-        if not (is_number(area) and area >= 0):
+        if not (is_finite_number(area) and area >= 0):
             problems.append(Problem(name, where, "area", "expected a finite number ≥ 0"))
         box = a.get("bbox")
         if box is not None and not (
-            isinstance(box, list) and len(box) == 4 and all(map(is_number, box)) and min(box[2:]) >= 0
+            isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box)) and min(box[2:]) >= 0
         ):
             problems.append(Problem(name, where, "bbox", "expected [x, y, width, height], finite, size ≥ 0"))
         ignore = a.get("ignore", 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
-from .calibration import CalibrationReport, calibration_report, detection_samples
+from .detection_calibration import CalibrationReport, calibration_report, detection_samples
 from .ground_truth import load_ground_truth
 
 DIAGRAMS = {

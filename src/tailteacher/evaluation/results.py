@@ -14,7 +14,6 @@ boxes of the masks. Every record is checked (column by column, fast) before any 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from operator import itemgetter
@@ -24,8 +23,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from ..errors import InputError, Problem
+from ..numbers import is_finite_number
 from .files import read_json
-from .ground_truth import GroundTruth, is_id, is_number
+from .ground_truth import GroundTruth, is_id
 from .rle import check_rle_counts
 
 _NUMBER_TYPES: set[type] = {int, float, np.float64, np.float32, np.float16, np.int64, np.int32}
@@ -92,13 +92,7 @@ def _ids(column: list[Any], ids: np.ndarray, kind: str, field: str, problems: _P
 
 
 def _score_ok(v: Any, unit: bool) -> bool:
-    if type(v) not in _NUMBER_TYPES:
-        return False
-    try:
-        f = float(v)
-    except OverflowError:  # an int beyond float range
-        return False
-    return math.isfinite(f) and (not unit or 0 <= f <= 1)
+    return is_finite_number(v) and (not unit or 0 <= v <= 1)
 
 
 def _scores(column: list[Any], unit: bool, problems: _Problems) -> np.ndarray:
@@ -133,7 +127,7 @@ def _boxes(column: list[Any], problems: _Problems) -> np.ndarray:
             return boxes
     out = np.zeros((len(column), 4))
     for n, b in enumerate(column):
-        if isinstance(b, list) and len(b) == 4 and all(map(is_number, b)) and min(b[2:]) >= 0:
+        if isinstance(b, list) and len(b) == 4 and all(map(is_finite_number, b)) and min(b[2:]) >= 0:
             out[n] = b
         else:
             problems.add(

@@ -10,16 +10,16 @@ Import this into any detector: nothing here depends on a model or a data format.
     loss   soft_cross_entropy (softmax head), soft_binary_cross_entropy (sigmoid/federated head)
 """
 
-from .calibration import (
+from .ccece import (
     CalibrationAccumulator,
     ReliabilityBins,
     ccece,
     expected_calibration_error,
     reliability_bins,
 )
+from .class_prototypes import PrototypeAccumulator, class_prototypes
 from .correction import calibrate_soft_labels
 from .losses import soft_binary_cross_entropy, soft_cross_entropy
-from .prototypes import PrototypeAccumulator, class_prototypes
 from .smoothing import (
     cosine_similarity_matrix,
     row_entropy,

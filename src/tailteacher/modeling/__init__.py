@@ -20,7 +20,7 @@ from .backbones import DetectionBackbone, ResNetFPN, resnet_fpn
 from .builder import build_backbone, build_model
 from .cascade_heads import CascadeRoIHeads
 from .cascade_rcnn import CascadeMaskRCNN
-from .cascade_targets import BACKGROUND, GroundTruth, StageTargets, match_proposals, stage_targets
+from .cascade_targets import BACKGROUND, ImageTargets, StageTargets, match_proposals, stage_targets
 from .checkpoint import PACKAGED_WEIGHTS, load_backbone_weights, read_state_dict, resolve_weights
 from .classification import (
     ClassificationHead,
@@ -33,7 +33,7 @@ from .classification import (
 from .config import ModelConfig
 from .efficientnet import EfficientNetFPN, efficientnet_fpn, map_lite_checkpoint
 from .mask_head import MaskHead
-from .postprocess import Detections, DetectionSelector
+from .postprocess import DetectionSelector, ImageDetections
 from .stage_head import CascadeStageHead
 from .vit_pyramid import SimpleFeaturePyramid, ViTPyramid, vit_pyramid
 
@@ -46,10 +46,10 @@ __all__ = [
     "ClassificationHead",
     "DetectionBackbone",
     "DetectionSelector",
-    "Detections",
     "EfficientNetFPN",
     "FederatedClassSampler",
-    "GroundTruth",
+    "ImageDetections",
+    "ImageTargets",
     "MaskHead",
     "ModelConfig",
     "ResNetFPN",

@@ -27,10 +27,10 @@ from torch import nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder, Matcher
 from torchvision.ops import clip_boxes_to_image
 
-from .cascade_targets import GroundTruth, StageTargets, match_proposals, sample_proposals, stage_targets
+from .cascade_targets import ImageTargets, StageTargets, match_proposals, sample_proposals, stage_targets
 from .classification import ClassificationHead
 from .mask_head import MaskHead, mask_loss, mask_targets
-from .postprocess import Detections, DetectionSelector
+from .postprocess import DetectionSelector, ImageDetections
 from .stage_head import CascadeStageHead
 
 ImageSizes = list[tuple[int, int]]
@@ -136,7 +136,7 @@ class CascadeRoIHeads(nn.Module):
         features: dict[str, torch.Tensor],
         proposals: list[torch.Tensor],
         image_sizes: ImageSizes,
-        ground_truth: list[GroundTruth],
+        ground_truth: list[ImageTargets],
     ) -> dict[str, torch.Tensor]:
         """Losses of every stage and of the mask head.
 
@@ -191,7 +191,7 @@ class CascadeRoIHeads(nn.Module):
         rois: list[torch.Tensor],
         targets: list[StageTargets],
         image_sizes: ImageSizes,
-        ground_truth: list[GroundTruth],
+        ground_truth: list[ImageTargets],
     ) -> torch.Tensor:
         # Foreground RoIs of images that have masks (an image without masks adds no mask loss).
         selected = [
@@ -229,7 +229,7 @@ class CascadeRoIHeads(nn.Module):
         probs = probs / self.num_stages
         boxes = self._refine(last, deltas, rois, image_sizes)
 
-        detections: list[Detections] = []
+        detections: list[ImageDetections] = []
         for b, p, size in zip(boxes, probs.split([len(r) for r in rois]), image_sizes, strict=True):
             detections.append(self.detection_selector(b, p, size))
         mask_logits = self.mask_head(self.mask_roi_pool(features, [d.boxes for d in detections], image_sizes))

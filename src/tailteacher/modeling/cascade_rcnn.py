@@ -21,7 +21,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 
 from .backbones import DetectionBackbone
 from .cascade_heads import CascadeRoIHeads
-from .cascade_targets import GroundTruth
+from .cascade_targets import ImageTargets
 from .paste import paste_masks
 
 Target = dict[str, torch.Tensor]
@@ -79,7 +79,7 @@ class CascadeMaskRCNN(nn.Module):
         features = self.backbone(batch.tensors)
         proposals, rpn_losses = self.rpn(batch, features, resized)
         ground_truth = [
-            GroundTruth(
+            ImageTargets(
                 boxes=t["boxes"], targets=t["class_targets"], weights=t["weights"], masks=t.get("masks")
             )
             for t in resized

@@ -21,7 +21,7 @@ BACKGROUND = -1
 
 
 @dataclass(frozen=True)
-class GroundTruth:
+class ImageTargets:
     """One image's ground truth, after the model's resize.
 
     Attributes:
@@ -76,7 +76,7 @@ def sample_proposals(matched: torch.Tensor, sampler: BalancedPositiveNegativeSam
 
 @torch.no_grad()
 def stage_targets(
-    proposals: torch.Tensor, matched: torch.Tensor, gt: GroundTruth, box_coder: BoxCoder
+    proposals: torch.Tensor, matched: torch.Tensor, gt: ImageTargets, box_coder: BoxCoder
 ) -> StageTargets:
     """Gather the targets of P proposals with match codes ``matched`` from one image's ground truth."""
     fg = matched >= 0

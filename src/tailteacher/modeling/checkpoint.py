@@ -96,21 +96,32 @@ def resolve_weights(spec: str | Path) -> Path:
     return Path(str(root.joinpath(entry.file)))
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file (a path, or ``package:NAME``: see ``resolve_weights``), by key."""
+def read_state_dict(path: str | Path, *, source: str = "backbone weights") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (a path, or ``package:NAME``: see ``resolve_weights``), by key.
+
+    Reads ``.safetensors``, or ``.pt``/``.pth``/``.bin``/``.ckpt`` through
+    ``torch.load(weights_only=True)`` (never unpickles code), unwrapping ``{"model": …}``,
+    ``{"state_dict": …}``, ``{"module": …}`` or ``{"model_ema": …}`` — so a trainer checkpoint
+    (key ``model``) gives the detector's weights. ``source`` names the setting in messages
+    (e.g. ``--checkpoint``).
+
+    Raises:
+        ValueError: no such file, an unknown suffix, an unreadable file, or one that does not
+            hold a mapping from names to tensors.
+    """
     p = resolve_weights(path)
     if not p.is_file():
-        raise ValueError(f"backbone weights: no file at {str(p)!r} (weights are never downloaded)")
+        raise ValueError(f"{source}: no file at {str(p)!r} (weights are never downloaded)")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return dict(load_file(str(p)))
     if p.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
-        raise ValueError(f"backbone weights: {p.name!r}: expected a .safetensors, .pt or .pth file")
+        raise ValueError(f"{source}: {p.name!r}: expected a .safetensors, .pt or .pth file")
     try:
         loaded = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors have many types; the file is what the user must fix
-        raise ValueError(f"backbone weights: cannot read {str(p)!r} as a state dict: {err}") from err
+        raise ValueError(f"{source}: cannot read {str(p)!r} as a state dict: {err}") from err
     while isinstance(loaded, Mapping) and len(loaded) >= 1:
         inner = next((loaded[w] for w in _WRAPPERS if isinstance(loaded.get(w), Mapping)), None)
         if inner is None:
@@ -119,7 +130,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise ValueError(f"backbone weights: {str(p)!r} does not hold a mapping from names to tensors")
+        raise ValueError(f"{source}: {str(p)!r} does not hold a mapping from names to tensors")
     return dict(loaded)
 
 

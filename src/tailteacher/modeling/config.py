@@ -6,9 +6,10 @@ Every field is checked on construction, with a message that says what to change.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
+
+from ..numbers import is_finite_number
 
 Classifier = Literal["softmax", "sigmoid"]
 ResNetNorm = Literal["batch", "frozen_batch"]
@@ -118,7 +119,7 @@ class ModelConfig:
         for s in self.anchor_sizes:
             _positive_int("anchor_sizes", s)
         for name, stats in (("image_mean", self.image_mean), ("image_std", self.image_std)):
-            if stats is not None and (len(stats) != 3 or not all(_finite(v) for v in stats)):
+            if stats is not None and (len(stats) != 3 or not all(is_finite_number(v) for v in stats)):
                 raise ValueError(f"{name}: expected 3 finite numbers (one per RGB channel), got {stats!r}")
         if self.image_std is not None and min(self.image_std) <= 0:
             raise ValueError(f"image_std: expected values > 0, got {self.image_std!r}")
@@ -126,9 +127,9 @@ class ModelConfig:
         self._check_classifier()
         for name in ("roi_positive_fraction", "rpn_nms_threshold", "nms_threshold"):
             v = getattr(self, name)
-            if not _finite(v) or not 0 < v <= 1:
+            if not is_finite_number(v) or not 0 < v <= 1:
                 raise ValueError(f"{name}: expected a number in (0, 1], got {v!r}")
-        if not _finite(self.score_threshold) or not 0 <= self.score_threshold < 1:
+        if not is_finite_number(self.score_threshold) or not 0 <= self.score_threshold < 1:
             raise ValueError(f"score_threshold: expected a number in [0, 1), got {self.score_threshold!r}")
 
     def _check_weights(self) -> None:
@@ -157,10 +158,10 @@ class ModelConfig:
                 f"got {len(weights)}"
             )
         for t in thresholds:
-            if not _finite(t) or not 0 < t < 1:
+            if not is_finite_number(t) or not 0 < t < 1:
                 raise ValueError(f"stage_iou_thresholds: expected numbers in (0, 1), got {thresholds!r}")
         for w in weights:
-            if len(w) != 4 or not all(_finite(v) and v > 0 for v in w):
+            if len(w) != 4 or not all(is_finite_number(v) and v > 0 for v in w):
                 raise ValueError(f"stage_box_weights: expected 4 positive numbers per stage, got {w!r}")
 
     def _check_classifier(self) -> None:
@@ -177,7 +178,7 @@ class ModelConfig:
                 raise ValueError(
                     f"class_frequencies: expected {self.num_classes} values (num_classes), got {len(freqs)}"
                 )
-            if not all(_finite(f) and f >= 0 for f in freqs):
+            if not all(is_finite_number(f) and f >= 0 for f in freqs):
                 raise ValueError("class_frequencies: expected finite values ≥ 0")
 
     @property
@@ -194,10 +195,6 @@ class ModelConfig:
         from .efficientnet import EFFICIENTNET_BACKBONES
 
         return self.backbone in EFFICIENTNET_BACKBONES
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _positive_int(name: str, v: object) -> None:

@@ -13,7 +13,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 
 @dataclass(frozen=True)
-class Detections:
+class ImageDetections:
     """One image's detections.
 
     Attributes:
@@ -42,7 +42,9 @@ class DetectionSelector:
     max_detections: int = 300
     min_box_size: float = 1e-2
 
-    def __call__(self, boxes: torch.Tensor, probs: torch.Tensor, image_size: tuple[int, int]) -> Detections:
+    def __call__(
+        self, boxes: torch.Tensor, probs: torch.Tensor, image_size: tuple[int, int]
+    ) -> ImageDetections:
         """
         Args:
             boxes: [R, 4] class-agnostic refined boxes.
@@ -56,4 +58,6 @@ class DetectionSelector:
         scores = probs[rows, classes]
         keep = batched_nms(boxes[rows], scores, classes, self.nms_threshold)[: self.max_detections]
         rows, classes = rows[keep], classes[keep]
-        return Detections(boxes=boxes[rows], scores=scores[keep], labels=classes, class_scores=probs[rows])
+        return ImageDetections(
+            boxes=boxes[rows], scores=scores[keep], labels=classes, class_scores=probs[rows]
+        )

@@ -33,14 +33,12 @@ from typing import Any
 
 from ..engine.config import Config, StudentConfig
 from ..io import atomic_write_bytes, atomic_write_json
+from .report import METRICS, format_table, result_row
 from .run import (
-    METRICS,
     Log,
     calibrate_stage,
     control_config,
-    format_table,
     prototypes_stage,
-    result_row,
     split_stage,
     student_stage,
     teacher_stage,

@@ -14,10 +14,12 @@ from pathlib import Path
 from ..data.lvis_json import load_lvis
 from ..engine import init_run
 from ..engine.config import Config
-from ..evaluation.calibration import CalibrationReport
+from ..evaluation.detection_calibration import CalibrationReport
 from ..evaluation.report import write_calibration
 from ..io import atomic_write_json
-from .detector import build_detector, load_detector_weights, load_train_data, predict
+from .data import load_train_data
+from .detector import build_detector, load_detector_weights
+from .prediction import predict
 
 
 def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[CalibrationReport, Path]:

@@ -9,7 +9,7 @@ Every rank predicts its share of the validation images (every ``world_size``-th,
 and all ranks evaluate the gathered whole (as ``evaluation.evaluate_distributed``), so peers never
 wait for rank 0 in the next step's all-reduce; only rank 0 writes the logs. Nothing is written
 to the run folder but the logs: the full evaluation with its files (``val_results.json``,
-``val_metrics.json``) stays the stage's final one (``teacher.save_and_evaluate``).
+``val_metrics.json``) stays the stage's final one (``prediction.save_and_evaluate``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..data.lvis_json import load_lvis
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..evaluation import evaluate, gather_results, load_ground_truth
-from .detector import predict
+from .prediction import predict
 
 MASK_KEYS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 MAX_DETS = 300  # as the stage's final evaluation (LVIS: 300 detections per image)

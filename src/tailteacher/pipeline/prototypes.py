@@ -1,15 +1,9 @@
-"""Stage "prototypes" (Eq. 1–2): an embedding of every labeled instance by the pretrained trunk,
-averaged per class, then the smoothing matrix S'.
-
-Two ways to embed an instance (``targets.instance_embedding``, docs/decisions.md D62):
-    crop  the box (plus 10 % context each side) cut out of the image, resized to crop_size², run
-          through the trunk and averaged over its deepest map (``crop_instances`` + the backbone's
-          ``embed_crops``): the object at the resolution the trunk was pretrained at;
-    roi   the trunk run once on the whole image, its stride-16 map averaged inside the box
-          (``pool_instances``): cheaper, but a 20-px object is one or two cells of context.
+"""Stage "prototypes" (Eq. 1–2): an embedding of every labeled instance by the pretrained trunk
+(``instance_embedding``: its crop, or its box pooled from the image's map), averaged per class,
+then the smoothing matrix S'.
 
 Shapes:
-    B  images in a batch     D  feature channels     h, w  feature map size
+    B  images in a batch     D  feature channels
     N  instances             C  classes
 
 Writes into the run folder: ``prototypes.safetensors`` (prototypes [C, D] float32, counts [C]
@@ -21,113 +15,107 @@ classes by cosine, so a user can see whether the similarities make sense) and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torchvision.ops import roi_align
 
+from ..data.dataset import LvisDataset, Sample
+from ..data.lvis_json import LvisData
+from ..engine import resolve_device
+from ..engine.config import Config
+from ..engine.distributed import current_dist_info
+from ..engine.seed import preserved_rng, seed_everything
+from ..io import atomic_write_bytes, atomic_write_json
 from ..labels import (
     PrototypeAccumulator,
     cosine_similarity_matrix,
     row_entropy,
     similarity_smoothing_matrix,
 )
-
-# images [B, 3, H, W] float in [0, 1] -> (features [B, D, h, w], stride in input pixels)
-FeatureFn = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
-# crops [N, 3, s, s] float in [0, 1] -> embeddings [N, D]
-CropFn = Callable[[torch.Tensor], torch.Tensor]
-# (B images [3, H_b, W_b] in [0, 1], B boxes [N_b, 4] XYXY pixels) -> [sum N_b, D], in box order
-InstanceEmbedFn = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], torch.Tensor]
-
-#: Context added around a box on each side before cropping, as a fraction of its width/height.
-CROP_CONTEXT = 0.1
+from .data import images_of, load_train_data
+from .detector import build_detector, load_detector_weights
+from .instance_embedding import InstanceEmbedFn, crop_embedder, roi_embedder
 
 
-def pad_batch(images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[B, 3, H, W] with each image at the top-left, zero-padded to the largest size."""
-    h = max(int(im.shape[-2]) for im in images)
-    w = max(int(im.shape[-1]) for im in images)
-    out = images[0].new_zeros(len(images), 3, h, w)
-    for k, im in enumerate(images):
-        out[k, :, : im.shape[-2], : im.shape[-1]] = im
-    return out
+def _prototype_batches(
+    data: LvisData, batch_size: int, device: torch.device
+) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]]:
+    """(images, boxes) on ``device``, labels on the CPU (the accumulator's device)."""
+    dist = current_dist_info()
+    dataset = LvisDataset(data, sorted(data.images)[dist.rank :: dist.world_size])
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        samples = [s for s in items if isinstance(s, Sample)]
+        if samples:
+            yield (
+                images_of(samples, device),
+                [s.boxes.as_subclass(torch.Tensor).to(device) for s in samples],
+                [s.labels for s in samples],
+            )
 
 
-def pool_instances(
-    features: torch.Tensor, boxes: Sequence[torch.Tensor], stride: float, output_size: int = 7
-) -> torch.Tensor:
-    """Mean of the RoIAligned features inside each box.
+def compute_prototypes(config: Config, checkpoint: str | None = None, progress: bool = True) -> Path:
+    """Eq. 1–2 from the detector's backbone trunk (its ``model.weights``, or a trained detector's
+    ``checkpoint``) — not the random-init pyramid on top — for every labeled instance, as
+    ``targets.instance_embedding`` says: its crop through the trunk, or the trunk's stride-16 map
+    (ResNet C4, the ViT's last block) pooled inside its box.
+    Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
+    data = load_train_data(config)
+    # A random-init trunk's prototypes depend on its initialisation: seed it from train.seed so
+    # that the same config gives the same prototypes (and the same run) every time.
+    with preserved_rng():
+        seed_everything(config.train.seed)
+        model = build_detector(config, data)
+    if checkpoint is not None:
+        load_detector_weights(model, checkpoint)
+    # On train.device; the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
+    device = resolve_device(config.train, current_dist_info())
+    backbone = model.backbone.to(device).eval()
+    mean = torch.tensor(backbone.image_mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.image_std, device=device).view(1, 3, 1, 1)
 
-    Args:
-        features: [B, D, h, w] feature map of the batch.
-        boxes: B tensors [N_b, 4], XYXY in input pixels.
-        stride: input pixels per feature cell.
+    def features(images: torch.Tensor) -> tuple[torch.Tensor, float]:
+        return backbone.embed((images - mean) / std)
 
-    Returns:
-        [sum N_b, D] one embedding per instance, in the order of ``boxes``.
-    """
-    rois = [b.to(device=features.device, dtype=features.dtype) for b in boxes]
-    if sum(len(b) for b in rois) == 0:
-        return features.new_zeros(0, features.shape[1])
-    pooled: torch.Tensor = roi_align(
-        features, rois, output_size=output_size, spatial_scale=1.0 / stride, aligned=True
+    def crop_features(crops: torch.Tensor) -> torch.Tensor:
+        return backbone.embed_crops((crops - mean) / std)
+
+    t = config.targets
+    embed = (
+        crop_embedder(crop_features, t.crop_size)
+        if t.instance_embedding == "crop"
+        else roi_embedder(features)
     )
-    return pooled.mean(dim=(2, 3))
-
-
-def crop_instances(
-    images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], size: int, context: float = CROP_CONTEXT
-) -> torch.Tensor:
-    """Every box cut out of its image with ``context`` × its width/height added on each side
-    (clipped to the image), resized bilinearly to ``size`` × ``size`` (RoIAlign on the pixels,
-    averaging several samples per output pixel when the box is larger than the crop).
-
-    Args:
-        images: B tensors [3, H_b, W_b] float.
-        boxes: B tensors [N_b, 4], XYXY in the image's pixels.
-        size: the crop's side in pixels.
-        context: ≥ 0.
-
-    Returns:
-        [sum N_b, 3, size, size] in the order of ``boxes``.
-    """
-    crops = []
-    for image, b in zip(images, boxes, strict=True):
-        if len(b) == 0:
-            continue
-        b = b.to(device=image.device, dtype=image.dtype)
-        pad = (b[:, 2:] - b[:, :2]).repeat(1, 2) * torch.tensor([-1.0, -1.0, 1.0, 1.0]).to(b) * context
-        h, w = int(image.shape[-2]), int(image.shape[-1])
-        limit = torch.tensor([w, h, w, h]).to(b)
-        grown = torch.minimum((b + pad).clamp(min=0), limit)
-        crops.append(roi_align(image[None], [grown], output_size=size, spatial_scale=1.0, aligned=True))
-    if not crops:
-        return images[0].new_zeros(0, 3, size, size) if len(images) else torch.zeros(0, 3, size, size)
-    return torch.cat(crops)
-
-
-def roi_embedder(feature_fn: FeatureFn) -> InstanceEmbedFn:
-    """Embed instances by pooling ``feature_fn``'s map of the padded batch inside each box."""
-
-    def embed(images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-        features, stride = feature_fn(pad_batch(images))
-        return pool_instances(features.float(), boxes, stride)
-
-    return embed
-
-
-def crop_embedder(crop_fn: CropFn, size: int, context: float = CROP_CONTEXT) -> InstanceEmbedFn:
-    """Embed instances as ``crop_fn`` of their crops (``crop_instances``)."""
-
-    def embed(images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-        crops = crop_instances(images, boxes, size, context)
-        if len(crops) == 0:
-            return crop_fn(crops.new_zeros(1, 3, size, size)).float()[:0]
-        return crop_fn(crops).float()
-
-    return embed
+    t0 = time.perf_counter()
+    batches = _prototype_batches(data, config.data.batch_size, device)
+    acc = accumulate_prototypes(batches, embed, data.num_classes)
+    prototypes, counts = (v.cpu() for v in acc.compute())
+    sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
+    run_dir = Path(config.run.run_dir)
+    path = save_prototypes(run_dir, prototypes, counts, sim, smoothing)
+    names = [str(c.get("name", c["id"])) for c in data.categories]
+    atomic_write_bytes(run_dir / "nearest_classes.md", nearest_classes_table(sim, names).encode())
+    summary = {
+        "source": checkpoint or config.model.weights or "random init (no pretrained backbone)",
+        "instance_embedding": t.instance_embedding,
+        "crop_size": t.crop_size if t.instance_embedding == "crop" else None,
+        "instances": int(counts.sum()),
+        "classes_without_instances": int((counts == 0).sum()),
+        "gamma": t.gamma,
+        "temperature": t.temperature,
+        "smoothing_entropy_over_log_C": entropy,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    atomic_write_json(run_dir / "prototypes.json", summary, indent=2)
+    if progress:
+        print(
+            f"prototypes: {summary['instances']} instances, {data.num_classes} classes "
+            f"({summary['classes_without_instances']} without instances), S' entropy/log C "
+            f"{entropy:.4f}, {summary['seconds']} s -> {path}"
+        )
+    return path
 
 
 @torch.no_grad()
@@ -190,8 +178,6 @@ def save_prototypes(
 ) -> Path:
     """Write ``prototypes.safetensors`` atomically; returns its path."""
     from safetensors.torch import save
-
-    from ..io import atomic_write_bytes
 
     path = run_dir / "prototypes.safetensors"
     tensors = {

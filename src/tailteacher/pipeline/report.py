@@ -1,4 +1,5 @@
-"""The pipeline's report: ``report.md`` and ``report.json`` in the run folder, rewritten each run."""
+"""The pipeline's report: its table (one row per trained model: AP, APr, APc, APf in points and
+ECE), and ``report.md`` / ``report.json`` in the run folder, rewritten each run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,87 @@ from ..engine.config import Config
 from ..engine.config_io import config_hash
 from ..io import atomic_write_bytes, atomic_write_json
 from .stages import StageOutcome
+
+#: The columns of the pipeline's and the ablation's tables, in order.
+METRICS = ("AP", "APr", "APc", "APf", "ECE")
+
+
+def table_row(metrics: Mapping[str, float], ece: Mapping[str, float | None]) -> dict[str, float | None]:
+    """AP, APr, APc, APf in points (LVIS's -1 for an empty group → None) and ECE overall."""
+    row: dict[str, float | None] = {}
+    for k in METRICS[:-1]:
+        v = metrics.get(k, -1.0)
+        row[k] = None if v is None or v < 0 else 100.0 * float(v)
+    row["ECE"] = ece.get("all")
+    return row
+
+
+def result_row(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """The table row of a training stage's recorded result (its ``metrics`` and ``val_ece``)."""
+    return table_row(result["metrics"], result["val_ece"])
+
+
+def format_table(rows: Mapping[str, Mapping[str, Any]], first: str = "model") -> str:
+    """A markdown table: one line per row, the ``METRICS`` columns; a value may be a number,
+    None ("-") or a ``(mean, std)`` pair ("mean ± std")."""
+
+    def cell(key: str, v: Any) -> str:
+        digits = 3 if key == "ECE" else 1
+        if v is None:
+            return "-"
+        if isinstance(v, tuple | list):
+            mean, std = v
+            if mean is None:
+                return "-"
+            return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return f"{v:.{digits}f}"
+
+    width = max([len(first), *(len(r) for r in rows)])
+    lines = [
+        f"| {first:<{width}} | " + " | ".join(METRICS) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("---:" for _ in METRICS) + "|",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name:<{width}} | " + " | ".join(cell(k, row.get(k)) for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def paired_gain(
+    student: Mapping[str, float | None], control: Mapping[str, float | None]
+) -> dict[str, float | None]:
+    """student − control per column of ``METRICS`` (None where either is missing)."""
+    out: dict[str, float | None] = {}
+    for k in METRICS:
+        a, b = student.get(k), control.get(k)
+        out[k] = None if a is None or b is None else float(a) - float(b)
+    return out
+
+
+CONTROL = "control (labeled only)"
+GAIN = "student − control"
+
+
+def model_rows(models: Mapping[str, StageOutcome]) -> dict[str, dict[str, float | None]]:
+    """The table's rows of the trained models, and the student's paired gain over the control."""
+    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
+    students = [name for name in rows if name.startswith("student")]
+    if CONTROL in rows and len(students) == 1:
+        rows[GAIN] = paired_gain(rows[students[0]], rows[CONTROL])
+    return rows
+
+
+def gain_sentence(rows: Mapping[str, Mapping[str, float | None]]) -> str | None:
+    """One line on the student's paired gain over the control, or None without a control."""
+    gain = rows.get(GAIN)
+    if gain is None:
+        return None
+    parts = [f"{k} {gain[k]:+.1f}" for k in ("AP", "APr", "APc", "APf") if gain.get(k) is not None]
+    if gain.get("ECE") is not None:
+        parts.append(f"ECE {gain['ECE']:+.3f}")
+    return (
+        "student − control (same teacher, same steps, labeled images only vs + pseudo-labels): "
+        + ", ".join(parts)
+    )
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -26,8 +108,6 @@ def write_report(
 ) -> Path:
     """Write ``root/report.md`` (table, calibration, plots, stage times) and ``root/report.json``;
     ``models`` names the table's rows and the training stages they come from."""
-    from .run import format_table, model_rows
-
     rows = model_rows(models)
     lines = [
         "# tailteacher run report",
@@ -78,3 +158,9 @@ def write_report(
     }
     atomic_write_json(root / "report.json", payload, indent=2)
     return md
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """One line of mask AP figures in points (AP, AP50, AP75, APr, APc, APf; "-" where undefined)."""
+    keys = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+    return "  ".join(f"{k} {100 * metrics[k]:.1f}" if metrics.get(k, -1) >= 0 else f"{k} -" for k in keys)

@@ -23,10 +23,8 @@ from typing import Any
 
 from ..engine.config import Config, StudentConfig
 from ..engine.config_io import config_hash
+from .report import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, run_stage
-
-#: The columns of the pipeline's and the ablation's tables, in order.
-METRICS = ("AP", "APr", "APc", "APf", "ECE")
 
 Log = Callable[[str], None]
 
@@ -78,7 +76,7 @@ def prototypes_stage(
     config: Config, folder: Path, log: Log, checkpoint: str | None = None, after: str = ""
 ) -> StageOutcome:
     """Eq. 1 prototypes from the backbone's trunk (``model.weights``) or a trained ``checkpoint``."""
-    from .teacher import compute_prototypes
+    from .prototypes import compute_prototypes
 
     cfg = with_updates(config, run={"run_dir": str(folder)})
 
@@ -180,44 +178,6 @@ def control_config(student: StudentConfig) -> StudentConfig:
     )
 
 
-def paired_gain(
-    student: Mapping[str, float | None], control: Mapping[str, float | None]
-) -> dict[str, float | None]:
-    """student − control per column of ``METRICS`` (None where either is missing)."""
-    out: dict[str, float | None] = {}
-    for k in METRICS:
-        a, b = student.get(k), control.get(k)
-        out[k] = None if a is None or b is None else float(a) - float(b)
-    return out
-
-
-CONTROL = "control (labeled only)"
-GAIN = "student − control"
-
-
-def model_rows(models: Mapping[str, StageOutcome]) -> dict[str, dict[str, float | None]]:
-    """The table's rows of the trained models, and the student's paired gain over the control."""
-    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
-    students = [name for name in rows if name.startswith("student")]
-    if CONTROL in rows and len(students) == 1:
-        rows[GAIN] = paired_gain(rows[students[0]], rows[CONTROL])
-    return rows
-
-
-def gain_sentence(rows: Mapping[str, Mapping[str, float | None]]) -> str | None:
-    """One line on the student's paired gain over the control, or None without a control."""
-    gain = rows.get(GAIN)
-    if gain is None:
-        return None
-    parts = [f"{k} {gain[k]:+.1f}" for k in ("AP", "APr", "APc", "APf") if gain.get(k) is not None]
-    if gain.get("ECE") is not None:
-        parts.append(f"ECE {gain['ECE']:+.3f}")
-    return (
-        "student − control (same teacher, same steps, labeled images only vs + pseudo-labels): "
-        + ", ".join(parts)
-    )
-
-
 def val_ece(config: Config, model_dir: Path) -> dict[str, float | None]:
     """ECE (overall and per group) of a trained model's ``val_results.json`` on ``data.val_json``,
     with its diagrams in ``model_dir/val_calibration`` (the same matching as the calibrate stage)."""
@@ -239,50 +199,8 @@ class PipelineResult:
     stages: list[StageOutcome] = field(default_factory=list)
 
 
-def table_row(metrics: Mapping[str, float], ece: Mapping[str, float | None]) -> dict[str, float | None]:
-    """AP, APr, APc, APf in points (LVIS's -1 for an empty group → None) and ECE overall."""
-    row: dict[str, float | None] = {}
-    for k in METRICS[:-1]:
-        v = metrics.get(k, -1.0)
-        row[k] = None if v is None or v < 0 else 100.0 * float(v)
-    row["ECE"] = ece.get("all")
-    return row
-
-
-def result_row(result: Mapping[str, Any]) -> dict[str, float | None]:
-    """The table row of a training stage's recorded result (its ``metrics`` and ``val_ece``)."""
-    return table_row(result["metrics"], result["val_ece"])
-
-
-def format_table(rows: Mapping[str, Mapping[str, Any]], first: str = "model") -> str:
-    """A markdown table: one line per row, the ``METRICS`` columns; a value may be a number,
-    None ("-") or a ``(mean, std)`` pair ("mean ± std")."""
-
-    def cell(key: str, v: Any) -> str:
-        digits = 3 if key == "ECE" else 1
-        if v is None:
-            return "-"
-        if isinstance(v, tuple | list):
-            mean, std = v
-            if mean is None:
-                return "-"
-            return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
-        return f"{v:.{digits}f}"
-
-    width = max([len(first), *(len(r) for r in rows)])
-    lines = [
-        f"| {first:<{width}} | " + " | ".join(METRICS) + " |",
-        f"|{'-' * (width + 2)}|" + "|".join("---:" for _ in METRICS) + "|",
-    ]
-    for name, row in rows.items():
-        lines.append(f"| {name:<{width}} | " + " | ".join(cell(k, row.get(k)) for k in METRICS) + " |")
-    return "\n".join(lines)
-
-
 def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
     """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json``."""
-    from .report import write_report
-
     root = Path(config.run.run_dir)
     result = PipelineResult(root)
     cfg = config

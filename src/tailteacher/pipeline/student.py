@@ -18,70 +18,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from ..data.dataset import LvisDataset, Skipped, collate
+from ..data.dataset import LvisDataset, collate
 from ..data.lvis_json import load_lvis
-from ..data.transforms import Photometric, View, strong_augmentation, weak_augmentation, weak_strong_views
+from ..data.transforms import Photometric
 from ..engine import LoaderSource, build_trainer, init_run
 from ..engine.config import Config, StudentConfig
 from ..engine.hooks import EMAHook
 from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
-from .detector import (
+from .data import (
     AugmentedDataset,
     KeyedSampler,
-    build_detector,
+    UnlabeledViews,
+    collate_unlabeled,
     default_augmentation,
-    load_detector_weights,
+    labeled_sampler,
     load_train_data,
-    target_builder,
 )
+from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
+from .prediction import save_and_evaluate
 from .prototypes import load_prototypes
 from .pseudo_labels import PseudoLabelConfig
 from .student_step import TeacherStudentStep
-from .teacher import labeled_sampler, save_and_evaluate
-
-
-@dataclass
-class UnlabeledPair:
-    image_id: int
-    weak: View
-    strong: View
-
-
-class UnlabeledViews(Dataset[UnlabeledPair | Skipped]):
-    """A weak and a strong view of each unlabeled image, seeded per draw (see ``KeyedSampler``)."""
-
-    def __init__(
-        self, base: LvisDataset, seed: int, short_side: int | None, photometric: Photometric | None = None
-    ) -> None:
-        self.base, self.seed = base, seed
-        self.weak, self.strong = (
-            weak_augmentation(short_side=short_side),
-            strong_augmentation(short_side=short_side, photometric=photometric),
-        )
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, keyed: int) -> UnlabeledPair | Skipped:
-        key, index = divmod(keyed, len(self.base))
-        item = self.base[index]
-        if isinstance(item, Skipped):
-            return item
-        g = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([self.seed, 1, key, index]).generate_state(1)[0])
-        )
-        weak, strong = weak_strong_views(item.image, generator=g, weak=self.weak, strong=self.strong)
-        return UnlabeledPair(item.image_id, weak, strong)
-
-
-def collate_unlabeled(batch: list[UnlabeledPair | Skipped]) -> tuple[list[UnlabeledPair], list[Skipped]]:
-    return [b for b in batch if isinstance(b, UnlabeledPair)], [b for b in batch if isinstance(b, Skipped)]
+from .targets import target_builder
 
 
 class PairedSource:

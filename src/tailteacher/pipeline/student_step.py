@@ -28,8 +28,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .detector import TargetBuilder, images_of, training_targets
+from .data import images_of
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from .targets import TargetBuilder, training_targets
 
 
 class _Pair(Protocol):  # UnlabeledPair (pipeline.student), kept structural to avoid an import cycle
