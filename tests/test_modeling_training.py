@@ -48,15 +48,14 @@ def test_total_loss_falls_on_a_tiny_synthetic_set() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(
         num_classes=3,
-        min_size=SIZE,
-        max_size=SIZE,
+        image_min_size=SIZE,
+        image_max_size=SIZE,
         fpn_channels=32,
         box_head_dim=64,
         mask_head_channels=16,
         anchor_sizes=(8, 16, 32, 64, 128),
         roi_batch_size_per_image=64,
-        rpn_pre_nms_top_n_train=300,
-        rpn_post_nms_top_n_train=150,
+        proposals_train=150,
     )
     model = build_model(cfg)
     model.train()

@@ -244,7 +244,7 @@ def test_stats() -> None:
 
 def test_targets_train_the_model() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(num_classes=4, min_size=64, max_size=64)).train()
+    model = build_model(ModelConfig(num_classes=4, image_min_size=64, image_max_size=64)).train()
     weak, strong = Geometry((64, 64), (64, 64)), Geometry((64, 64), (64, 64), flip=True)
     image = torch.rand(3, 64, 64)
     for mode, dets in (("calibrated", detections(size=64)), ("onehot", detections(size=64))):

@@ -92,7 +92,7 @@ def step(teacher: nn.Module, **kw: Any) -> TeacherStudentStep:
 @pytest.fixture
 def student() -> nn.Module:
     torch.manual_seed(0)
-    return build_model(ModelConfig(num_classes=C, min_size=S, max_size=S)).train()
+    return build_model(ModelConfig(num_classes=C, image_min_size=S, image_max_size=S)).train()
 
 
 def test_control_never_runs_the_teacher(student: nn.Module) -> None:

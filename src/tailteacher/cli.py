@@ -1,7 +1,8 @@
 """The `tailteacher` command line. Each subcommand is one stage of the pipeline.
 
 Exit codes: 0 success, 2 bad input (a message on stderr names the file, record and field;
-no traceback).
+no traceback). A bug in our code is not bad input: anything but ``errors.InputError`` or an
+``OSError`` about a file shows its traceback. ``--traceback`` shows one for bad input too.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
+
+from .errors import InputError
 
 # Modules under tailteacher.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -34,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tailteacher",
         description="Semi-supervised long-tailed instance segmentation with better pseudo-labels.",
     )
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="on bad input, show the Python traceback as well as the message (for bug reports)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"tailteacher.commands.{name}").register(sub)
@@ -45,10 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except ValueError as err:  # InputError is a ValueError
+    except InputError as err:
+        if args.traceback:
+            traceback.print_exc()
         print(f"tailteacher {args.command}: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder given for a file, an unwritable --out, a full disk
+        if err.filename is None and err.strerror is None:
+            raise  # not about a file: a bug, with its traceback
+        if args.traceback:
+            traceback.print_exc()
         where = f"{err.filename}: " if err.filename else ""
         print(f"tailteacher {args.command}: {where}{err.strerror or err}", file=sys.stderr)
         return 2

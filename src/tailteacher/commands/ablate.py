@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -68,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.ablation import AblationPlan, run_ablation
 
     if args.seeds < 1:
-        raise ValueError(f"--seeds: expected a positive integer, got {args.seeds}")
+        raise InputError(f"--seeds: expected a positive integer, got {args.seeds}")
     if args.only_seed is not None and not 0 <= args.only_seed < args.seeds:
-        raise ValueError(f"--only-seed: expected a seed in 0…{args.seeds - 1}, got {args.only_seed}")
+        raise InputError(f"--only-seed: expected a seed in 0…{args.seeds - 1}, got {args.only_seed}")
     if args.temperature is not None and not args.temperature > 0:
-        raise ValueError(f"--temperature: expected a positive number, got {args.temperature}")
+        raise InputError(f"--temperature: expected a positive number, got {args.temperature}")
     plan = AblationPlan(
         seeds=range(args.seeds),
         fractions=args.fractions,

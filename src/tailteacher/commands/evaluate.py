@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
+from ..errors import InputError
 from ..evaluation.ground_truth import FREQUENCY_GROUPS
 
 
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
 
     if args.max_dets < 1:
-        raise ValueError(f"--max-dets: expected a positive integer, got {args.max_dets}")
+        raise InputError(f"--max-dets: expected a positive integer, got {args.max_dets}")
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         # Refuse an output that cannot be written before writing the other one.
         if path and Path(path).is_dir():
-            raise ValueError(f"{flag}: {path} is a folder; expected a file path")
+            raise InputError(f"{flag}: {path} is a folder; expected a file path")
     result = evaluate(args.gt, args.results, iou_type=args.iou_type, max_dets=args.max_dets)
     print(f"LVIS {args.iou_type} evaluation, top {args.max_dets} detections per image (AP in %)")
     print(format_table(result.metrics, result.per_category if args.per_class else None))

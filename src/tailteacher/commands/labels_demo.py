@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import InputError
+
 
 def register(sub: Any) -> None:
     demo = sub.add_parser(
@@ -25,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from .. import walkthrough
 
     if args.seeds < 1:
-        raise ValueError(f"--seeds: expected a positive integer, got {args.seeds}")
+        raise InputError(f"--seeds: expected a positive integer, got {args.seeds}")
     print(walkthrough.run(seeds=args.seeds, first_seed=args.seed, eps=args.eps, gamma=args.gamma))
     return 0

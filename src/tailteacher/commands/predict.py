@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def register(sub: Any) -> None:
     from ..engine.config_io import add_config_arguments
@@ -38,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.prediction import predict
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+        raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     config: Config = config_from_args(args)
     _, device = init_run(config)
     train = load_train_data(config)
     data = load_lvis(args.data, config.data.image_root)
     if data.category_ids != train.category_ids:
-        raise ValueError(f"--data: {args.data} has other categories than {config.data.train_json}")
+        raise InputError(f"--data: {args.data} has other categories than {config.data.train_json}")
     model = build_detector(config, train)
     load_detector_weights(model, args.checkpoint)
     results, skipped = predict(

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -33,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.report import DIAGRAMS, write_calibration
 
     if args.num_bins < 1:
-        raise ValueError(f"--num-bins: expected a positive integer, got {args.num_bins}")
+        raise InputError(f"--num-bins: expected a positive integer, got {args.num_bins}")
     if args.max_dets < 1:
-        raise ValueError(f"--max-dets: expected a positive integer, got {args.max_dets}")
+        raise InputError(f"--max-dets: expected a positive integer, got {args.max_dets}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a folder")
+        raise InputError(f"--out: {out} exists and is not a folder")
     report = write_calibration(args.gt, args.results, out, args.iou_type, args.num_bins, args.max_dets)
     print(f"{'group':>6}  {'#det':>8}  {'#correct':>8}  {'ECE':>7}")
     for group in DIAGRAMS:

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -26,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data.split import write_split
 
     if not 0 < args.heldout < 1:
-        raise ValueError(f"--heldout: expected a fraction in (0, 1), got {args.heldout}")
+        raise InputError(f"--heldout: expected a fraction in (0, 1), got {args.heldout}")
     if (args.out / "train.json").resolve() == args.train.resolve():
-        raise ValueError(
+        raise InputError(
             f"--out: {args.out}/train.json would overwrite --train {args.train}; choose another folder"
         )
     data = load_lvis(args.train)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from ..data.synth import SynthSummary
 
@@ -33,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
 
     if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+        raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
     try:
         summary = generate(args.preset, args.seed, args.out, overwrite=args.overwrite)
     except ValueError as err:
         msg = str(err)
-        raise ValueError(msg.replace("out: ", "--out: ", 1) if msg.startswith("out: ") else msg) from None
+        raise InputError(msg.replace("out: ", "--out: ", 1) if msg.startswith("out: ") else msg) from None
     print(format_summary(summary))
     return 0
 

@@ -49,7 +49,7 @@ def split_heldout(data: LvisData, heldout: float = 0.15, seed: int = 0) -> tuple
         InputError: fewer than 2 images (nothing to hold out without emptying the training part).
     """
     if not 0 < heldout < 1:
-        raise ValueError(f"--heldout: expected a fraction in (0, 1), got {heldout}")
+        raise InputError(f"--heldout: expected a fraction in (0, 1), got {heldout}")
     rng = np.random.default_rng(seed)
     ids = sorted(data.images)
     if len(ids) < 2:

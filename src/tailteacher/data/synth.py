@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from ..io import atomic_write_bytes
 from . import synth_draw as draw
 from .frequency import group_of
@@ -150,7 +151,7 @@ def get_preset(preset: str | Preset) -> Preset:
     if isinstance(preset, Preset):
         return preset
     if preset not in PRESETS:
-        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+        raise InputError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     return PRESETS[preset]
 
 
@@ -329,10 +330,10 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} exists and is not a directory")
+        raise InputError(f"out: {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"out: {out} exists and is not empty; pass --overwrite to replace it")
+            raise InputError(f"out: {out} exists and is not empty; pass --overwrite to replace it")
         # Only what a previous run wrote goes: json files and PNGs of the split folders.
         for name in JSON_FILES:
             (out / name).unlink(missing_ok=True)
@@ -380,7 +381,7 @@ def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool =
     """
     p = get_preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
     start = time.perf_counter()
     layouts = {split: split_layout(p, split, seed) for split in SPLITS}  # a bad preset fails here
     out = Path(out)

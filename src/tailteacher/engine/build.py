@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..errors import InputError
 from .checkpoint import Checkpointer
 from .config import Config, TrainConfig
 from .config_io import config_hash, save_config
@@ -33,7 +34,7 @@ def resolve_device(train: TrainConfig, dist: DistInfo) -> torch.device:
         return torch.device("cpu")
     if train.device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("train.device: 'cuda' asked for, but CUDA is not available")
+            raise InputError("train.device: 'cuda' asked for, but CUDA is not available")
         return torch.device("cuda", dist.local_rank)
     return default_device(dist)
 

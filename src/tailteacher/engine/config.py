@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..modeling.config import ModelConfig
+
 
 class StrictModel(BaseModel):
     """Unknown keys are errors; types are not coerced (``"1"`` is not an int); frozen after checks."""
@@ -42,58 +44,6 @@ class DataConfig(StrictModel):
         gt=0,
         description="side length images are drawn or resized to by the data pipeline; null: as stored",
     )
-
-
-class ModelConfig(StrictModel):
-    backbone: str = Field(
-        default="resnet18",
-        min_length=1,
-        description="resnet18/34/50/101, efficientnet_lite0, or a timm ViT name",
-    )
-    weights: str | None = Field(
-        default=None,
-        description="local file of pretrained backbone weights, or package:efficientnet_lite0 "
-        "(shipped by a pip package); null: random init",
-    )
-    fpn_channels: int = Field(default=64, gt=0, description="channels of the feature pyramid")
-    classifier: Literal["softmax", "sigmoid"] = Field(
-        default="softmax", description="box classifier: softmax over C+1 or C sigmoids"
-    )
-    detections_per_image: int = Field(
-        default=300, gt=0, description="detections kept per image (LVIS AP: 300)"
-    )
-    score_threshold: float = Field(
-        default=0.0001, ge=0, lt=1, description="detections below this score are dropped"
-    )
-    resnet_norm: Literal["batch", "frozen_batch"] = Field(
-        default="batch",
-        description="ResNet/EfficientNet trunk norm: batch (random init) or frozen_batch (pretrained trunk)",
-    )
-    box_head_dim: int = Field(default=256, gt=0, description="width of each cascade stage's 2×FC box head")
-    mask_head_channels: int = Field(default=64, gt=0, description="channels of the mask head's convolutions")
-    mask_head_convs: int = Field(default=2, gt=0, description="3×3 convolutions in the mask head")
-    roi_batch_size_per_image: int = Field(
-        default=512, gt=0, description="RoIs sampled per image for the first cascade stage (CPU: 128)"
-    )
-    proposals_train: int = Field(
-        default=2000, gt=0, description="RPN proposals kept after NMS per image while training"
-    )
-    proposals_test: int = Field(
-        default=1000, gt=0, description="RPN proposals kept after NMS per image at inference (CPU: 200)"
-    )
-    image_min_size: int = Field(default=800, gt=0, description="the model resizes the shorter side to this")
-    image_max_size: int = Field(
-        default=1333, gt=0, description="... unless the longer side would exceed this"
-    )
-
-    @model_validator(mode="after")
-    def _sizes(self) -> ModelConfig:
-        if self.image_min_size > self.image_max_size:
-            raise ValueError(
-                f"image_min_size ({self.image_min_size}) must not exceed "
-                f"image_max_size ({self.image_max_size})"
-            )
-        return self
 
 
 class TargetsConfig(StrictModel):
@@ -280,3 +230,11 @@ class Config(StrictModel):
     train: TrainConfig
     run: RunConfig
     student: StudentConfig | None = None
+
+    @model_validator(mode="after")
+    def _classes_come_from_the_data(self) -> Config:
+        if self.model.num_classes is not None or self.model.class_frequencies is not None:
+            raise ValueError(
+                "model.num_classes / model.class_frequencies are set from the data's categories; remove them"
+            )
+        return self

@@ -73,6 +73,12 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 def describe_type(annotation: Any) -> str:
     """What a value of this annotation looks like, in words."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return describe_type(args[0])
+    if origin is tuple:
+        inner = describe_type(args[0]).removeprefix("a ").removeprefix("an ")
+        plural = "lists" + inner.removeprefix("list") if inner.startswith("list ") else inner + "s"
+        return f"a list of {plural}" if args[-1] is Ellipsis else f"a list of {len(args)} {plural}"
     if origin in (typing.Union, types.UnionType):
         parts = [describe_type(a) for a in args if a is not type(None)]
         return " or ".join(parts) + (" or null" if type(None) in args else "")
@@ -86,13 +92,18 @@ def describe_type(annotation: Any) -> str:
         )
     model = _submodel(annotation)
     if model is not None:
-        return "a mapping with keys " + ", ".join(model.model_fields)
+        return "a mapping with keys " + ", ".join(_settable(model))
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+def _settable(model: type[BaseModel]) -> list[str]:
+    """The keys a config file may set: excluded fields (``model.num_classes``) come from the data."""
+    return [key for key, field in model.model_fields.items() if not field.exclude]
+
+
 def _allowed(model: type[BaseModel], where: str) -> str:
-    return f"allowed keys in {where}: " + ", ".join(model.model_fields)
+    return f"allowed keys in {where}: " + ", ".join(_settable(model))
 
 
 def _dotted(path: Sequence[str]) -> str:
@@ -312,6 +323,8 @@ def _bounds(metadata: Iterable[Any]) -> str:
 def _reference_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
     rows = []
     for key, sub in model.model_fields.items():
+        if sub.exclude:
+            continue
         nested = _submodel(sub.annotation)
         if nested is not None:  # a nested section: its keys, dotted (``student.strong_augmentation.hue``)
             rows += _reference_rows(nested, f"{prefix}{key}.")

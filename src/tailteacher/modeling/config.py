@@ -1,13 +1,20 @@
-"""ModelConfig: the plain, frozen description of a Cascade Mask R-CNN that ``build_model`` turns into modules.
+"""ModelConfig: the one description of a Cascade Mask R-CNN — the run config's ``model`` section
+and what ``build_model`` turns into modules.
 
-The engine maps its (pydantic) run config onto this dataclass; nothing below the builder reads it.
-Every field is checked on construction, with a message that says what to change.
+A pydantic model: unknown keys are errors, values are not coerced (``"1"`` is not an int, but a
+YAML list is a tuple), frozen once checked, and every check says what to change. The run config
+embeds it as is (``model.*`` keys, docs/engine.md); a library user builds it in Python. The classes
+(``num_classes``, ``class_frequencies``) describe the data, not the model: the pipeline sets them
+from the data set (``with_classes``), they are never written to a saved config or its hash, and
+``build_model`` needs ``num_classes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..numbers import is_finite_number
 
@@ -18,99 +25,121 @@ ResNetNorm = Literal["batch", "frozen_batch"]
 #: (``efficientnet.EFFICIENTNET_BACKBONES``) is a timm ViT (simple pyramid).
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
+# Tuples arrive from YAML as lists: these accept both, whatever the model's strictness.
+Ints = Annotated[tuple[int, ...], Field(strict=False)]
+Floats = Annotated[tuple[float, ...], Field(strict=False)]
+RGB = Annotated[tuple[float, float, float], Field(strict=False)]
+BoxWeights = Annotated[
+    tuple[Annotated[tuple[float, float, float, float], Field(strict=False)], ...], Field(strict=False)
+]
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything ``build_model`` needs. Defaults: the CPU-sized ResNet-18 model of the embedded benchmark.
 
-    Attributes:
-        num_classes: C foreground classes (labels are 0-based, ``0 … C-1``).
-        backbone: ``resnet18|34|50|101`` (torchvision ResNet-FPN), ``efficientnet_lite0…4`` (timm
-            EfficientNet-Lite + FPN) or the name of a timm ViT (e.g. ``vit_tiny_patch16_224``,
-            ``eva02_large_patch14_448.mim_m38m``), ViTDet-style pyramid.
-        weights_path: local backbone checkpoint (``.safetensors``/``.pt``/``.pth``), or
-            ``package:NAME`` for weights an installed pip package ships (``package:efficientnet_lite0``,
-            see ``checkpoint.PACKAGED_WEIGHTS``); None = random init.
-        resnet_norm: the norm of a ResNet or EfficientNet trunk: ``"batch"`` (trainable BatchNorm, for
-            random init) or ``"frozen_batch"`` (FrozenBatchNorm2d, for fine-tuning a pretrained trunk).
-        vit_img_size: the ViT's nominal input size (its position-embedding grid); None = ``max_size``
-            rounded up to a multiple of 16. Other input sizes interpolate the embedding.
-        fpn_channels: width of every pyramid level.
-        min_size, max_size: GeneralizedRCNNTransform resizing (a tuple of min sizes = multi-scale training).
-        image_mean, image_std: normalisation; None = the backbone's (ImageNet, or the timm model's).
-        anchor_sizes: one anchor size per pyramid level (5 levels: strides 4, 8, 16, 32, 64).
-        box_head_dim: width of each stage's 2×FC box head.
-        mask_head_channels, mask_head_convs: the class-agnostic mask head's 3×3 convolutions.
-        classifier: ``"softmax"`` over C+1 (background last) or ``"sigmoid"`` with the federated loss.
-        class_frequencies: [C] per-class frequencies (e.g. image counts); required by ``"sigmoid"``.
-        federated_classes: classes per iteration in the federated loss (LVIS: 50).
-        stage_iou_thresholds: one foreground IoU threshold per cascade stage.
-        stage_box_weights: one BoxCoder weight 4-tuple per cascade stage.
-        roi_batch_size_per_image, roi_positive_fraction: stage-0 proposal sampling.
-        rpn_*: RegionProposalNetwork settings (torchvision's defaults).
-        detections_per_image: top-K detections kept per image (LVIS protocol: 300).
-        score_threshold: minimum class score of a detection.
-        nms_threshold: per-class NMS IoU.
+class ModelConfig(BaseModel):
+    """Everything ``build_model`` needs. Defaults: detectron2's and torchvision's (800/1333 px, 300
+    detections) with the CPU-sized heads of the embedded benchmark (64-channel FPN, 256-d box head).
+
+    Construct with keywords, e.g. ``ModelConfig(num_classes=3, image_min_size=96, image_max_size=96)``;
+    ``ValueError`` (pydantic's ``ValidationError``) names the field and what to change.
     """
 
-    num_classes: int
-    backbone: str = "resnet18"
-    weights_path: str | None = None
-    resnet_norm: ResNetNorm = "batch"
-    vit_img_size: int | None = None
-    fpn_channels: int = 64
-    min_size: int | tuple[int, ...] = 96
-    max_size: int = 160
-    image_mean: tuple[float, float, float] | None = None
-    image_std: tuple[float, float, float] | None = None
-    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
-    box_head_dim: int = 256
-    mask_head_channels: int = 64
-    mask_head_convs: int = 2
-    classifier: Classifier = "softmax"
-    class_frequencies: tuple[float, ...] | None = None
-    federated_classes: int = 50
-    stage_iou_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7)
-    stage_box_weights: tuple[tuple[float, float, float, float], ...] = (
-        (10.0, 10.0, 5.0, 5.0),
-        (20.0, 20.0, 10.0, 10.0),
-        (30.0, 30.0, 15.0, 15.0),
-    )
-    roi_batch_size_per_image: int = 512
-    roi_positive_fraction: float = 0.25
-    rpn_pre_nms_top_n_train: int = 2000
-    rpn_pre_nms_top_n_test: int = 1000
-    rpn_post_nms_top_n_train: int = 2000
-    rpn_post_nms_top_n_test: int = 1000
-    rpn_nms_threshold: float = 0.7
-    detections_per_image: int = 300
-    score_threshold: float = 1e-4
-    nms_threshold: float = 0.5
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
 
-    def __post_init__(self) -> None:
-        _positive_int("num_classes", self.num_classes)
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError("backbone: expected a name such as 'resnet18' or 'vit_tiny_patch16_224'")
+    num_classes: int | None = Field(
+        default=None, exclude=True, description="C foreground classes (labels 0…C−1); set from the data"
+    )
+    class_frequencies: Floats | None = Field(
+        default=None,
+        exclude=True,
+        description="[C] per-class frequencies (image counts), needed by the sigmoid classifier; "
+        "set from the data",
+    )
+    backbone: str = Field(
+        default="resnet18",
+        min_length=1,
+        description="resnet18/34/50/101 (torchvision ResNet + FPN), efficientnet_lite0…4 (timm "
+        "EfficientNet-Lite + FPN), or a timm ViT name (e.g. eva02_large_patch14_448.mim_m38m; "
+        "simple pyramid)",
+    )
+    weights: str | None = Field(
+        default=None,
+        description="local file of pretrained backbone weights (.safetensors/.pt/.pth), or "
+        "package:efficientnet_lite0 (shipped by a pip package); null: random init",
+    )
+    resnet_norm: ResNetNorm = Field(
+        default="batch",
+        description="ResNet/EfficientNet trunk norm: batch (random init) or frozen_batch (pretrained trunk)",
+    )
+    vit_img_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="a ViT's position-embedding grid size; null: image_max_size rounded up to 16",
+    )
+    fpn_channels: int = Field(default=64, gt=0, description="channels of the feature pyramid")
+    image_min_size: int | Ints = Field(
+        default=800,
+        description="the model resizes the shorter side to this (a list: one drawn per training image)",
+    )
+    image_max_size: int = Field(
+        default=1333, gt=0, description="... unless the longer side would exceed this"
+    )
+    image_mean: RGB | None = Field(
+        default=None, description="RGB normalisation mean (0–1 scale); null: the backbone's"
+    )
+    image_std: RGB | None = Field(default=None, description="RGB normalisation std; null: the backbone's")
+    anchor_sizes: Ints = Field(
+        default=(32, 64, 128, 256, 512),
+        description="one anchor size per pyramid level (strides 4, 8, 16, 32, 64)",
+    )
+    box_head_dim: int = Field(default=256, gt=0, description="width of each cascade stage's 2×FC box head")
+    mask_head_channels: int = Field(default=64, gt=0, description="channels of the mask head's convolutions")
+    mask_head_convs: int = Field(default=2, ge=0, description="3×3 convolutions in the mask head")
+    classifier: Classifier = Field(
+        default="softmax", description="box classifier: softmax over C+1 (background last) or C sigmoids"
+    )
+    federated_classes: int = Field(
+        default=50, gt=0, description="classes per iteration in the sigmoid classifier's federated loss"
+    )
+    stage_iou_thresholds: Floats = Field(
+        default=(0.5, 0.6, 0.7), description="one foreground IoU threshold per cascade stage"
+    )
+    stage_box_weights: BoxWeights = Field(
+        default=((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0)),
+        description="one box-coder weight 4-tuple per cascade stage",
+    )
+    roi_batch_size_per_image: int = Field(
+        default=512, gt=0, description="RoIs sampled per image for the first cascade stage (CPU: 64–128)"
+    )
+    roi_positive_fraction: float = Field(default=0.25, description="foreground share of the sampled RoIs")
+    proposals_train: int = Field(
+        default=2000, gt=0, description="RPN proposals kept before and after NMS per image while training"
+    )
+    proposals_test: int = Field(
+        default=1000, gt=0, description="RPN proposals kept before and after NMS per image at inference"
+    )
+    rpn_nms_threshold: float = Field(default=0.7, description="the RPN's NMS IoU")
+    detections_per_image: int = Field(
+        default=300, gt=0, description="detections kept per image (LVIS AP: 300)"
+    )
+    score_threshold: float = Field(
+        default=0.0001, ge=0, lt=1, description="detections below this class score are dropped"
+    )
+    nms_threshold: float = Field(default=0.5, description="per-class NMS IoU of the detections")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.num_classes is not None:
+            _positive_int("num_classes", self.num_classes)
         self._check_weights()
-        if self.resnet_norm not in ("batch", "frozen_batch"):
-            raise ValueError(f"resnet_norm: expected 'batch' or 'frozen_batch', got {self.resnet_norm!r}")
-        if self.vit_img_size is not None:
-            _positive_int("vit_img_size", self.vit_img_size)
-        for name in ("fpn_channels", "max_size", "box_head_dim", "mask_head_channels"):
-            _positive_int(name, getattr(self, name))
-        for name in ("roi_batch_size_per_image", "detections_per_image", "federated_classes"):
-            _positive_int(name, getattr(self, name))
-        for name in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test"):
-            _positive_int(name, getattr(self, name))
-        for name in ("rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test"):
-            _positive_int(name, getattr(self, name))
-        if not isinstance(self.mask_head_convs, int) or self.mask_head_convs < 0:
-            raise ValueError(f"mask_head_convs: expected an integer ≥ 0, got {self.mask_head_convs!r}")
-        sizes = self.min_size if isinstance(self.min_size, tuple) else (self.min_size,)
+        sizes = self.image_min_size if isinstance(self.image_min_size, tuple) else (self.image_min_size,)
         if not sizes:
-            raise ValueError("min_size: expected an integer or a non-empty tuple of integers")
+            raise ValueError("image_min_size: expected an integer or a non-empty list of integers")
         for s in sizes:
-            _positive_int("min_size", s)
+            _positive_int("image_min_size", s)
+        if max(sizes) > self.image_max_size:
+            raise ValueError(
+                f"image_min_size ({self.image_min_size}) must not exceed "
+                f"image_max_size ({self.image_max_size})"
+            )
         if len(self.anchor_sizes) != 5:
             raise ValueError(
                 f"anchor_sizes: expected 5 sizes (one per pyramid level, strides 4…64), "
@@ -119,7 +148,7 @@ class ModelConfig:
         for s in self.anchor_sizes:
             _positive_int("anchor_sizes", s)
         for name, stats in (("image_mean", self.image_mean), ("image_std", self.image_std)):
-            if stats is not None and (len(stats) != 3 or not all(is_finite_number(v) for v in stats)):
+            if stats is not None and not all(is_finite_number(v) for v in stats):
                 raise ValueError(f"{name}: expected 3 finite numbers (one per RGB channel), got {stats!r}")
         if self.image_std is not None and min(self.image_std) <= 0:
             raise ValueError(f"image_std: expected values > 0, got {self.image_std!r}")
@@ -129,22 +158,33 @@ class ModelConfig:
             v = getattr(self, name)
             if not is_finite_number(v) or not 0 < v <= 1:
                 raise ValueError(f"{name}: expected a number in (0, 1], got {v!r}")
-        if not is_finite_number(self.score_threshold) or not 0 <= self.score_threshold < 1:
-            raise ValueError(f"score_threshold: expected a number in [0, 1), got {self.score_threshold!r}")
+        return self
+
+    def with_classes(self, num_classes: int, class_frequencies: Sequence[float] | None = None) -> ModelConfig:
+        """This model for a data set's classes: C, and (sigmoid classifier) their frequencies [C]."""
+        freqs = tuple(float(f) for f in class_frequencies) if class_frequencies is not None else None
+        return self.model_validate(
+            {**self.model_dump(), "num_classes": num_classes, "class_frequencies": freqs}
+        )
+
+    @property
+    def classes(self) -> int:
+        """C; ``ValueError`` when the config was not given its data's classes."""
+        if self.num_classes is None:
+            raise ValueError("num_classes: not set; give ModelConfig(num_classes=C) or use with_classes(C)")
+        return self.num_classes
 
     def _check_weights(self) -> None:
         from .checkpoint import packaged_weights
 
-        if self.weights_path is None:
+        if self.weights is None:
             return
-        if not isinstance(self.weights_path, str) or not self.weights_path:
-            raise ValueError(
-                f"weights_path: expected a file path or 'package:NAME', got {self.weights_path!r}"
-            )
-        entry = packaged_weights(self.weights_path)
+        if not self.weights:
+            raise ValueError(f"weights: expected a file path or 'package:NAME', got {self.weights!r}")
+        entry = packaged_weights(self.weights)
         if entry is not None and entry.backbone != self.backbone:
             raise ValueError(
-                f"weights: {self.weights_path!r} holds weights for backbone {entry.backbone!r}, "
+                f"weights: {self.weights!r} holds weights for backbone {entry.backbone!r}, "
                 f"not {self.backbone!r}; set model.backbone={entry.backbone}"
             )
 
@@ -165,9 +205,11 @@ class ModelConfig:
                 raise ValueError(f"stage_box_weights: expected 4 positive numbers per stage, got {w!r}")
 
     def _check_classifier(self) -> None:
-        if self.classifier not in ("softmax", "sigmoid"):
-            raise ValueError(f"classifier: expected 'softmax' or 'sigmoid', got {self.classifier!r}")
         freqs = self.class_frequencies
+        if self.num_classes is None:  # a section of a run config: the data's classes come later
+            if freqs is not None:
+                raise ValueError("class_frequencies: expected num_classes too")
+            return
         if self.classifier == "sigmoid" and freqs is None:
             raise ValueError(
                 "class_frequencies: the 'sigmoid' classifier (federated loss) needs one frequency per "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.config import Config, StudentConfig
+from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from .report import METRICS, format_table, result_row
 from .run import (
@@ -128,13 +129,13 @@ class AblationPlan:
     def __post_init__(self) -> None:
         keys = {r.key for r in self.teacher_rows()}
         if not self.seeds:
-            raise ValueError("--seeds: expected at least one seed")
+            raise InputError("--seeds: expected at least one seed")
         for f in self.fractions:
             if not 0 < f < 1:
-                raise ValueError(f"--fractions: expected fractions in (0, 1), got {f}")
+                raise InputError(f"--fractions: expected fractions in (0, 1), got {f}")
         unknown = [k for k in (*self.fraction_rows, self.student_teacher) if k not in keys]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"--fraction-rows/--student-teacher: unknown row(s) {unknown}; rows: {sorted(keys)}"
             )
 

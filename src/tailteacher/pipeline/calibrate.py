@@ -14,6 +14,7 @@ from pathlib import Path
 from ..data.lvis_json import load_lvis
 from ..engine import init_run
 from ..engine.config import Config
+from ..errors import InputError
 from ..evaluation.detection_calibration import CalibrationReport
 from ..evaluation.report import write_calibration
 from ..io import atomic_write_json
@@ -25,7 +26,7 @@ from .prediction import predict
 def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[CalibrationReport, Path]:
     """Δ, ECE and diagrams of the teacher (``checkpoint``, default the run's model_final)."""
     if config.data.heldout_json is None:
-        raise ValueError(
+        raise InputError(
             "data.heldout_json: the calibration needs held-out labeled images (`tailteacher split`)"
         )
     _, device = init_run(config)
@@ -34,12 +35,12 @@ def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[Ca
     train = load_train_data(config)
     heldout = load_lvis(config.data.heldout_json, config.data.image_root)
     if heldout.category_ids != train.category_ids:
-        raise ValueError(
+        raise InputError(
             f"data.heldout_json: {heldout.path} has other categories than {config.data.train_json}"
         )
     overlap = set(heldout.images) & set(train.images)
     if overlap:
-        raise ValueError(
+        raise InputError(
             f"data.heldout_json: {len(overlap)} images are also in data.train_json (e.g. id "
             f"{min(overlap)}); the teacher must not have trained on the images it is calibrated on"
         )

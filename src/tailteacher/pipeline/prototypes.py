@@ -27,6 +27,7 @@ from ..engine import resolve_device
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..engine.seed import preserved_rng, seed_everything
+from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from ..labels import (
     PrototypeAccumulator,
@@ -137,7 +138,7 @@ def accumulate_prototypes(
             acc = PrototypeAccumulator(num_classes, int(emb.shape[1]), device=emb.device)
         acc.update(emb, torch.cat([lab.reshape(-1) for lab in labels]))
     if acc is None:
-        raise ValueError("no images to compute prototypes from")
+        raise InputError("no images to compute prototypes from")
     return acc.all_reduce()
 
 
@@ -197,8 +198,8 @@ def load_prototypes(path: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path))
     except Exception as err:  # SafetensorError is no OSError/ValueError: name the file instead
-        raise ValueError(f"{path}: not a readable prototypes file ({err})") from None
+        raise InputError(f"{path}: not a readable prototypes file ({err})") from None
     missing = {"prototypes", "counts"} - set(tensors)
     if missing:
-        raise ValueError(f"{path}: missing tensors {sorted(missing)} (written by `tailteacher prototypes`?)")
+        raise InputError(f"{path}: missing tensors {sorted(missing)} (written by `tailteacher prototypes`?)")
     return tensors

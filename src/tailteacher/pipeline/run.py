@@ -23,6 +23,7 @@ from typing import Any
 
 from ..engine.config import Config, StudentConfig
 from ..engine.config_io import config_hash
+from ..errors import InputError
 from .report import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, run_stage
 
@@ -146,7 +147,7 @@ def student_stage(
     fill: dict[str, Any] = {"teacher_checkpoint": teacher.result["checkpoint"]}
     if student.pseudo_labels == "calibrated":
         if calibration is None:
-            raise ValueError(
+            raise InputError(
                 "student.pseudo_labels=calibrated needs the calibration stage (data.heldout_json)"
             )
         fill["delta"] = calibration.result["delta"]

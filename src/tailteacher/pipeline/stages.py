@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.config_io import canonical_hash
+from ..errors import InputError
 from ..io import atomic_write_json
 
 DONE = "stage.json"
@@ -101,7 +102,7 @@ def run_stage(
         if done.get("hash") == digest:
             log(f"[{name}] done already ({folder}), skipped")
             return StageOutcome(name, folder, digest, dict(done.get("result", {})), True, 0.0)
-        raise ValueError(
+        raise InputError(
             f"{folder / DONE}: stage {name!r} finished here with other inputs (config or data "
             "changed); remove the folder or choose another run.run_dir"
         )
@@ -109,7 +110,7 @@ def run_stage(
     resume = False
     if started is not None:
         if started.get("hash") != digest:
-            raise ValueError(
+            raise InputError(
                 f"{folder / STARTED}: stage {name!r} was started here with other inputs (config or "
                 "data changed); remove the folder or choose another run.run_dir"
             )

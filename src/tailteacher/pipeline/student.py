@@ -26,6 +26,7 @@ from ..data.transforms import Photometric
 from ..engine import LoaderSource, build_trainer, init_run
 from ..engine.config import Config, StudentConfig
 from ..engine.hooks import EMAHook
+from ..errors import InputError
 from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
 from .data import (
@@ -52,7 +53,7 @@ class PairedSource:
 
     def __init__(self, labeled: LoaderSource, unlabeled: LoaderSource) -> None:
         if len(unlabeled) < 1:
-            raise ValueError("data.unlabeled_json: fewer unlabeled images than one unlabeled batch")
+            raise InputError("data.unlabeled_json: fewer unlabeled images than one unlabeled batch")
         self.labeled, self.unlabeled = labeled, unlabeled
 
     def __len__(self) -> int:
@@ -96,16 +97,16 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     t0 = time.perf_counter()
     s = config.student
     if s is None:
-        raise ValueError("student: the config has no student section")
+        raise InputError("student: the config has no student section")
     if s.teacher_checkpoint is None:
-        raise ValueError("student.teacher_checkpoint: the teacher's model_final.safetensors is required")
+        raise InputError("student.teacher_checkpoint: the teacher's model_final.safetensors is required")
     config = config.model_copy(update={"train": s.schedule(config.train)})
     if config.data.unlabeled_json is None:
-        raise ValueError("data.unlabeled_json: the student needs unlabeled images")
+        raise InputError("data.unlabeled_json: the student needs unlabeled images")
     delta = None
     if s.pseudo_labels == "calibrated":
         if s.delta is None:
-            raise ValueError(
+            raise InputError(
                 "student.delta: pseudo_labels=calibrated needs delta.safetensors (`tailteacher calibrate`)"
             )
         from safetensors.torch import load_file
@@ -115,7 +116,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
     if delta is not None and delta.shape != (data.num_classes,):
-        raise ValueError(f"student.delta: has {delta.shape[0]} classes, the data has {data.num_classes}")
+        raise InputError(f"student.delta: has {delta.shape[0]} classes, the data has {data.num_classes}")
     prototypes = load_prototypes(Path(config.targets.prototypes)) if config.targets.prototypes else None
     targets = target_builder(config, data.num_classes, prototypes)
 

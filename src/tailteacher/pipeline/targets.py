@@ -14,6 +14,7 @@ import torch
 
 from ..data.dataset import Sample
 from ..engine.config import Config
+from ..errors import InputError
 from ..labels import similarity_smoothing_matrix, smooth_targets, uniform_smooth_targets
 
 
@@ -45,11 +46,11 @@ def target_builder(
     if t.kind != "similarity":
         return TargetBuilder(t.kind, num_classes, t.eps)
     if prototypes is None:
-        raise ValueError(
+        raise InputError(
             "targets.kind=similarity needs prototypes (targets.prototypes or the prototypes stage)"
         )
     if prototypes["prototypes"].shape[0] != num_classes:
-        raise ValueError(
+        raise InputError(
             f"targets.prototypes: has {prototypes['prototypes'].shape[0]} classes, the data has {num_classes}"
         )
     smoothing = similarity_smoothing_matrix(

@@ -61,7 +61,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
             if not Path(path).is_file():
                 compute_prototypes(config, progress=progress and dist.is_main)
         if not Path(path).is_file():
-            raise ValueError(f"targets.prototypes: {path} is not a file")
+            raise InputError(f"targets.prototypes: {path} is not a file")
         prototypes = load_prototypes(Path(path))
     targets = target_builder(config, data.num_classes, prototypes)
 

@@ -1,0 +1,43 @@
+"""Bad input is a message and exit 2; a bug in our code shows its traceback."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import tailteacher.commands.split as split_command
+from lvis_factory import tiny_lvis, write
+from tailteacher.cli import main
+
+
+def test_bad_input_is_a_message_without_traceback(tmp_path, capsys):
+    path = write(tmp_path, tiny_lvis(), with_images=False)
+    assert main(["split", "--train", str(path), "--out", str(tmp_path / "s"), "--heldout", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "tailteacher split: --heldout: expected a fraction in (0, 1), got 1.5"
+    assert not (tmp_path / "s").exists()
+
+
+def test_traceback_flag_adds_the_traceback_to_the_message(tmp_path, capsys):
+    path = write(tmp_path, tiny_lvis(), with_images=False)
+    argv = ["--traceback", "split", "--train", str(path), "--out", str(tmp_path / "s"), "--heldout", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "InputError" in err
+    assert err.rstrip().endswith("tailteacher split: --heldout: expected a fraction in (0, 1), got 2.0")
+
+
+def test_a_bug_is_not_called_bad_input(tmp_path, monkeypatch):
+    def buggy(args: argparse.Namespace) -> int:
+        raise ValueError("an internal invariant broke")  # what a bug deep in training raises
+
+    monkeypatch.setattr(split_command, "run", buggy)
+    path = write(tmp_path, tiny_lvis(), with_images=False)
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(["split", "--train", str(path), "--out", str(tmp_path / "s")])
+
+
+def test_an_os_error_about_a_file_is_a_message(tmp_path, capsys):
+    assert main(["split", "--train", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
