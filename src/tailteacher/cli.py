@@ -26,6 +26,7 @@ COMMANDS = (
     "run",
     "demo",
     "ablate",
+    "report",
 )
 
 

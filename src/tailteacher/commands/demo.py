@@ -51,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if gain is not None:
         print(f"\n{gain}")
     minutes = (time.perf_counter() - t0) / 60
-    print(f"\nreport: {result.run_dir / 'report.md'}; plots listed there ({minutes:.1f} min in all)")
+    print(f"\n({minutes:.1f} min in all; report.md and report.json beside the page)")
+    print(f"report: {result.run_dir / 'report.html'}")
     return 0

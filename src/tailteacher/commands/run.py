@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     gain = gain_sentence(result.rows)
     if gain is not None:
         print(f"\n{gain}")
-    print(f"\nreport: {result.run_dir / 'report.md'} (plots beside it, listed there)")
+    print(f"\nreport: {result.run_dir / 'report.html'} (report.md and report.json beside it)")
     return 0

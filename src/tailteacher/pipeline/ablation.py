@@ -396,6 +396,9 @@ def run_ablation(
     atomic_write_json(out / "ablation.json", payload, indent=2)
     md = out / "ablation.md"
     atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta, paired).encode("utf-8"))
+    from ..report import write_html_report
+
+    write_html_report(out)  # report.html: the tables, Fig. 2, and one seed's Figs. 3–5
     return summary, md
 
 

@@ -280,7 +280,8 @@ def format_table(rows: Mapping[str, Mapping[str, Any]], first: str = "model") ->
 
 
 def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
-    """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json``."""
+    """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
+    ``report.html``."""
     from .report import write_report
 
     root = Path(config.run.run_dir)
@@ -316,4 +317,7 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         log("[student] skipped: data.unlabeled_json is not set")
     result.rows = model_rows(models)
     write_report(root, cfg, models, result.stages, calibration)
+    from ..report import write_html_report
+
+    write_html_report(root)  # the page a person looks at: report.html, the figures inlined
     return result

@@ -50,7 +50,10 @@ def reliability_from_json(reliability: Mapping[str, Any], *, title: str, ece: fl
     from ..labels import ReliabilityBins
 
     bins = ReliabilityBins(
-        *(torch.tensor(reliability[k], dtype=torch.float64) for k in ("edges", "count", "accuracy", "confidence"))
+        *(
+            torch.tensor(reliability[k], dtype=torch.float64)
+            for k in ("edges", "count", "accuracy", "confidence")
+        )
     )
     return _via_file(lambda p: plot_reliability(bins, p, title=title, ece=ece))
 
@@ -109,10 +112,10 @@ def _overlay(
     height, width = image.shape[:2]
     shown = image.astype(np.float64) / 255.0
     for k, r in enumerate(records):
-        color = np.asarray([int(PALETTE[k % len(PALETTE)][i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        rgb = np.asarray([int(PALETTE[k % len(PALETTE)][i : i + 2], 16) / 255 for i in (1, 3, 5)])
         m = _mask(r.get("segmentation"), height, width)
         if m is not None:
-            shown[m] = 0.55 * shown[m] + 0.45 * color
+            shown[m] = 0.55 * shown[m] + 0.45 * rgb
     ax.imshow(shown, interpolation="nearest")
     for k, r in enumerate(records):
         x, y, w, h = (float(v) for v in r["bbox"])

@@ -64,7 +64,8 @@ def reliability_image(model: ModelRun, group: str) -> str | None:
 def reliability_section(run: RunData) -> dict[str, Any]:
     shown = [m for m in (run.teacher, run.student) if m is not None]
     models = [
-        {"name": m.name, "images": [(GROUP_LABELS[g], reliability_image(m, g)) for g in GROUPS]} for m in shown
+        {"name": m.name, "images": [(GROUP_LABELS[g], reliability_image(m, g)) for g in GROUPS]}
+        for m in shown
     ]
     missing = None
     if all(img is None for m in models for _, img in m["images"]):
@@ -142,8 +143,8 @@ def examples_section(run: RunData, count: int = 4, min_score: float = MIN_SCORE)
             for t, s in [ex.found[int(a["id"])]]
         ]
         items.append({"image_id": ex.image_id, "uri": data_uri(png), "found": found})
-    missing = f"Images not readable: {', '.join(unreadable)}" if unreadable else None
-    return {"intro": intro, "items": items, "missing": missing}
+    unread = f"Images not readable: {', '.join(unreadable)}" if unreadable else None
+    return {"intro": intro, "items": items, "missing": unread}
 
 
 def per_class_section(run: RunData) -> list[dict[str, Any]]:
