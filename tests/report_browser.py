@@ -17,14 +17,20 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage
 # found (images decoded or not, errors) into the DOM, which --dump-dom prints.
 PROBE = """<script>
 window.__errors = [];
-window.addEventListener("error", function (e) { window.__errors.push(String(e.message || e.type)); }, true);
+window.addEventListener("error", function (e) {
+  window.__errors.push(String(e.message || e.type));
+}, true);
 var __consoleError = console.error;
-console.error = function () { window.__errors.push(Array.from(arguments).join(" ")); __consoleError.apply(console, arguments); };
+console.error = function () {
+  window.__errors.push(Array.from(arguments).join(" "));
+  __consoleError.apply(console, arguments);
+};
 window.addEventListener("load", function () {
   var imgs = Array.from(document.images);
   var result = {
     images: imgs.length,
-    undecoded: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt || i.src.slice(0, 60); }),
+    undecoded: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+      .map(function (i) { return i.alt || i.src.slice(0, 60); }),
     errors: window.__errors
   };
   var pre = document.createElement("pre");

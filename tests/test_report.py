@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_browser import check_page, find_chromium, screenshot
-from test_pipeline_run import overrides
 
+from report_browser import check_page, find_chromium, screenshot
 from tailteacher.cli import main
 from tailteacher.data.synth import generate
 from tailteacher.report.ablation import fraction_curves, split_key
 from tailteacher.report.examples import box_iou_xywh, choose_examples, found_score
 from tailteacher.report.per_class import per_class_rows
+from test_pipeline_run import overrides
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
