@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tailteacher.pipeline.ablation import AblationPlan, aggregate
-from tailteacher.pipeline.report import format_table, table_row
 from tailteacher.pipeline.stages import DONE, STARTED, run_stage
+from tailteacher.report.markdown import format_table, table_row
 
 
 def test_a_stage_runs_once_then_is_skipped_with_its_recorded_result(tmp_path):

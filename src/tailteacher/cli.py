@@ -30,6 +30,7 @@ COMMANDS = (
     "run",
     "demo",
     "ablate",
+    "report",
 )
 
 

@@ -96,4 +96,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {md.with_suffix('.json')}")
+    print(f"report: {md.parent / 'report.html'}")
     return 0

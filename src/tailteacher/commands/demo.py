@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
     from ..engine.config import Config
     from ..engine.config_io import PACKAGED_CONFIGS, load_config
-    from ..pipeline.report import format_table, gain_sentence
     from ..pipeline.run import run_pipeline
+    from ..report.markdown import format_table, gain_sentence
     from .synth import format_summary
 
     t0 = time.perf_counter()
@@ -52,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if gain is not None:
         print(f"\n{gain}")
     minutes = (time.perf_counter() - t0) / 60
-    print(f"\nreport: {result.run_dir / 'report.md'}; plots listed there ({minutes:.1f} min in all)")
+    print(f"\n({minutes:.1f} min in all; report.md and report.json beside the page)")
+    print(f"report: {result.run_dir / 'report.html'}")
     return 0

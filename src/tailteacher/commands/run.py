@@ -24,8 +24,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import Config
     from ..engine.config_io import config_from_args
-    from ..pipeline.report import format_table, gain_sentence
     from ..pipeline.run import run_pipeline
+    from ..report.markdown import format_table, gain_sentence
 
     config: Config = config_from_args(args)
     result = run_pipeline(config)
@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     gain = gain_sentence(result.rows)
     if gain is not None:
         print(f"\n{gain}")
-    print(f"\nreport: {result.run_dir / 'report.md'} (plots beside it, listed there)")
+    print(f"\nreport: {result.run_dir / 'report.html'} (report.md and report.json beside it)")
     return 0

@@ -22,8 +22,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config_io import config_from_args
-    from ..pipeline.report import format_metrics
     from ..pipeline.student import train_student
+    from ..report.markdown import format_metrics
 
     result = train_student(config_from_args(args))
     if result.metrics:

@@ -96,7 +96,8 @@ class MetricsWriter:
 
 class LoggingHook(HookBase):
     """Writes the step's metrics every ``every`` steps, and on rank 0 shows a progress bar with
-    the ETA and the current losses (tqdm, on stderr)."""
+    the ETA and the current losses (on stderr: a tqdm bar on a terminal, plain lines in a log,
+    ``tailteacher.progress``)."""
 
     def __init__(self, writer: MetricsWriter | None, *, every: int = 20, progress: bool = True) -> None:
         if every < 1:
@@ -111,11 +112,9 @@ class LoggingHook(HookBase):
         if self.writer is not None:
             self.writer.open(trainer.start_step)
         if self.progress and trainer.dist.is_main:
-            from tqdm import tqdm
+            from ..progress import progress
 
-            self._bar = tqdm(
-                total=trainer.max_steps, initial=trainer.start_step, desc="train", dynamic_ncols=True
-            )
+            self._bar = progress(total=trainer.max_steps, initial=trainer.start_step, desc="train")
         self._last_time = time.perf_counter()
 
     def after_step(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:

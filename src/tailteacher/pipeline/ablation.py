@@ -34,7 +34,7 @@ from typing import Any
 from ..engine.config import Config, StudentConfig
 from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
-from .report import METRICS, format_table, result_row
+from ..report.markdown import METRICS, format_table, result_row
 from .run import (
     Log,
     calibrate_stage,
@@ -395,6 +395,9 @@ def run_ablation(
     atomic_write_json(out / "ablation.json", payload, indent=2)
     md = out / "ablation.md"
     atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta, paired).encode("utf-8"))
+    from ..report import write_html_report
+
+    write_html_report(out)  # report.html: the tables, Fig. 2, and one seed's Figs. 3–5
     return summary, md
 
 

@@ -63,7 +63,7 @@ def predict(
     progress: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Skipped]]:
     """COCO results for ``data``'s images (all, or ``image_ids``); unreadable images skipped."""
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     dataset = LvisDataset(data, image_ids)
     was_training = model.training
@@ -72,7 +72,8 @@ def predict(
     skipped: list[Skipped] = []
     try:
         starts = range(0, len(dataset), batch_size)
-        for start in tqdm(starts, desc="predict", disable=not progress, unit="batch"):
+        batches = progress_bar(starts, desc="predict", unit="batch") if progress else starts
+        for start in batches:
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             samples = [s for s in items if isinstance(s, Sample)]
             skipped += [s for s in items if isinstance(s, Skipped)]

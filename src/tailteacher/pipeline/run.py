@@ -24,7 +24,7 @@ from typing import Any
 from ..engine.config import Config, StudentConfig
 from ..engine.config_io import config_hash
 from ..errors import InputError
-from .report import CONTROL, model_rows, write_report
+from ..report.markdown import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, run_stage
 
 Log = Callable[[str], None]
@@ -201,7 +201,8 @@ class PipelineResult:
 
 
 def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
-    """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json``."""
+    """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
+    ``report.html``."""
     root = Path(config.run.run_dir)
     result = PipelineResult(root)
     cfg = config
@@ -235,4 +236,7 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         log("[student] skipped: data.unlabeled_json is not set")
     result.rows = model_rows(models)
     write_report(root, cfg, models, result.stages, calibration)
+    from ..report import write_html_report
+
+    write_html_report(root)  # the page a person looks at: report.html, the figures inlined
     return result

@@ -1,4 +1,4 @@
-"""The pipeline's report: its table (one row per trained model: AP, APr, APc, APf in points and
+"""The run's markdown report: its table (one row per trained model: AP, APr, APc, APf in points and
 ECE), and ``report.md`` / ``report.json`` in the run folder, rewritten each run."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from ..engine.config import Config
 from ..engine.config_io import config_hash
 from ..io import atomic_write_bytes, atomic_write_json
-from .stages import StageOutcome
+from ..pipeline.stages import StageOutcome
 
 #: The columns of the pipeline's and the ablation's tables, in order.
 METRICS = ("AP", "APr", "APc", "APf", "ECE")
