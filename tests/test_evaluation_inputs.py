@@ -34,7 +34,7 @@ def _bad(results, n, **changes):
     ("changes", "field", "words"),
     [
         ({"image_id": 99999}, "image_id", "unknown image id 99999"),
-        ({"image_id": "100"}, "image_id", "unknown image id '100'"),
+        ({"image_id": "100"}, "image_id", "expected an integer image id, got str '100'"),
         ({"category_id": 2}, "category_id", "unknown category id 2"),
         ({"score": math.nan}, "score", "finite"),
         ({"score": "0.5"}, "score", "finite"),
@@ -45,8 +45,8 @@ def _bad(results, n, **changes):
         ({"bbox": [1, 2, math.inf, 4]}, "bbox", "finite"),
         ({"bbox": [10**400, 2, 3, 4]}, "bbox", "finite"),
         ({"segmentation": {"size": [10, 10], "counts": "0T2"}}, "segmentation.size", "the image's"),
-        ({"segmentation": {"size": [1, 1], "counts": [0, 1]}}, "segmentation", "compressed RLE"),
-        ({"segmentation": [[0, 0, 5, 0, 5, 5]]}, "segmentation", "compressed RLE"),
+        ({"segmentation": {"size": [1, 1], "counts": [0, 1]}}, "segmentation.size", "the image's"),
+        ({"segmentation": [[0, 0, 5, 0, 5, 5]]}, "segmentation", "expected an RLE"),
         ({"segmentation": None}, "segmentation", "missing"),
     ],
 )
@@ -298,3 +298,28 @@ def test_bad_ground_truth_polygons_and_rles(case, segmentation):
     with pytest.raises(InputError) as err:
         evaluate(gt, results, iou_type="segm")
     assert [p.record for p in err.value.problems] == ["annotation id=1"]
+
+
+def test_uncompressed_rle_gives_the_compressed_forms_ap(case):
+    """pycocotools and lvis-api accept ``counts`` as a list of run lengths; so do we, with equal AP."""
+    gt, results = case
+    plain = copy.deepcopy(results)
+    for r in plain:
+        seg = r["segmentation"]
+        rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+        mask = mask_utils.decode(rle)
+        runs, previous, flat = [], 0, mask.flatten(order="F")
+        boundaries = np.flatnonzero(np.diff(np.concatenate([[0], flat, [2]])) != 0)  # run starts, then end
+        for b in boundaries:
+            runs.append(int(b - previous))
+            previous = b
+        runs = runs[:-1] if runs and runs[-1] == 0 else runs
+        assert sum(runs) == mask.size
+        r["segmentation"] = {"size": seg["size"], "counts": runs}
+    assert evaluate(gt, plain, iou_type="segm").metrics == evaluate(gt, results, iou_type="segm").metrics
+    broken = copy.deepcopy(plain)
+    broken[3]["segmentation"]["counts"] = [1, 2, 3]
+    with pytest.raises(InputError) as err:
+        evaluate(gt, broken, iou_type="segm")
+    assert _problems(err.value) == [("results[3]", "segmentation.counts")]
+    assert "add up to 6" in str(err.value)

@@ -274,10 +274,15 @@ def load_ground_truth(source: str | os.PathLike[str] | dict[str, Any] | GroundTr
         seen.add(aid)
         where = f"annotation id={aid}"
         image, cat, area = a.get("image_id"), a.get("category_id"), a.get("area")
-        if not is_id(image) or image not in image_index:
-            problems.append(Problem(name, where, "image_id", f"unknown image id {image!r}"))
-        if not is_id(cat) or cat not in category_index:
-            problems.append(Problem(name, where, "category_id", f"unknown category id {cat!r}"))
+        for field_, kind, value, index in (
+            ("image_id", "image", image, image_index),
+            ("category_id", "category", cat, category_index),
+        ):
+            if not is_id(value):
+                message = f"expected an integer {kind} id, got {type(value).__name__} {value!r}"
+                problems.append(Problem(name, where, field_, message))
+            elif value not in index:
+                problems.append(Problem(name, where, field_, f"unknown {kind} id {value!r}"))
         if not (is_finite_number(area) and area >= 0):
             problems.append(Problem(name, where, "area", "expected a finite number ≥ 0"))
         box = a.get("bbox")

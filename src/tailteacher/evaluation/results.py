@@ -84,7 +84,9 @@ def _ids(column: list[Any], ids: np.ndarray, kind: str, field: str, problems: _P
     for n, v in enumerate(column):
         if v is None:
             problems.add(n, field, "missing")
-        elif not is_id(v) or v not in index:
+        elif not is_id(v):
+            problems.add(n, field, f"expected an integer {kind} id, got {type(v).__name__} {v!r}")
+        elif v not in index:
             problems.add(n, field, f"unknown {kind} id {v!r}")
         else:
             out[n] = index[v]
@@ -160,18 +162,26 @@ def _masks(
         where = list(range(len(column)))
     if not fast:
         counts, where = [], []
+        column = list(column)  # uncompressed RLEs are replaced by their compressed form below
         for n, s in enumerate(column):
             if n in problems.bad:
                 continue
             h, w = int(heights[n]), int(widths[n])
+            if type(s) is dict and type(s.get("counts")) is list and s.get("size") == [h, w]:
+                compressed = _compress(s["counts"], h, w)
+                if isinstance(compressed, str):
+                    problems.add(n, "segmentation.counts", compressed)
+                    continue
+                column[n] = compressed
+                s = compressed
             if type(s) is dict and type(s.get("counts")) is str and s.get("size") == [h, w]:
                 counts.append(s["counts"])
                 where.append(n)
             elif s is None:
                 problems.add(n, "segmentation", "missing (mask evaluation needs one per record)")
-            elif not isinstance(s, dict) or not isinstance(s.get("counts"), str):
+            elif not isinstance(s, dict) or not isinstance(s.get("counts"), str | list):
                 got = type(s.get("counts")).__name__ if isinstance(s, dict) else type(s).__name__
-                msg = f"expected a compressed RLE {{size, counts: str}}, got {got}"
+                msg = f"expected an RLE {{size, counts: str or list of run lengths}}, got {got}"
                 problems.add(n, "segmentation", msg)
             else:
                 msg = f"expected [{h}, {w}] (the image's), got {s.get('size')!r}"
@@ -184,6 +194,19 @@ def _masks(
     area = np.zeros(len(column))
     area[idx] = check.area
     return column, area
+
+
+def _compress(runs: list[Any], height: int, width: int) -> dict[str, Any] | str:
+    """An uncompressed RLE's run lengths (``counts`` a list, as pycocotools and lvis-api accept)
+    as the compressed RLE ``{size, counts: str}``; what is wrong with them, as a str, if anything."""
+    if not all(type(r) is int and r >= 0 for r in runs):
+        return "expected run lengths: integers ≥ 0"
+    if sum(runs) != height * width:
+        return f"run lengths add up to {sum(runs)}, not height × width = {height * width}"
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 def load_results(
