@@ -68,7 +68,7 @@ def test_every_problem_is_reported_with_file_record_and_field(tmp_path):
         ("annotation id=3", "category_id"),
         ("annotation id=4", "image_id"),
         ("annotation id=5", "segmentation"),
-        ("annotation id=6", "segmentation"),
+        ("annotation id=6", "segmentation.counts"),
         ("annotation id=8", "id"),
         ("category id=30", "frequency"),
         ("image id=5", "neg_category_ids"),

@@ -16,10 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-import numpy as np
-
 from ..errors import InputError, Problem
 from ..numbers import is_finite_number
+from .segmentation import segmentation_problem
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
 # tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
@@ -121,42 +120,6 @@ def _check_path(name: str) -> str | None:
     if ".." in p.parts:
         return f"expected a path inside the image root, got {name!r} (contains '..')"
     return None
-
-
-def _check_segmentation(seg: object, width: float, height: float) -> str | None:
-    """Why a segmentation is malformed, or None. Polygons or RLE (compressed or not)."""
-    if isinstance(seg, list):
-        if not seg:
-            return "expected at least one polygon"
-        for k, poly in enumerate(seg):
-            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                return f"polygon {k}: expected a flat list of ≥ 3 (x, y) pairs"
-            if not all(is_finite_number(v) for v in poly):
-                return f"polygon {k}: expected finite numbers"
-        return None
-    if isinstance(seg, dict):
-        size, counts = seg.get("size"), seg.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_id(v) and v >= 0 for v in size)):
-            return "RLE: expected size [height, width] of non-negative integers"
-        if [size[0], size[1]] != [int(height), int(width)]:
-            return f"RLE: size {size} differs from the image's [height, width] [{int(height)}, {int(width)}]"
-        if isinstance(counts, list):
-            if not all(_is_id(v) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
-                return "RLE: expected uncompressed counts of non-negative integers summing to height × width"
-            return None
-        if isinstance(counts, str):
-            return _check_compressed_rle(size, counts)
-        return "RLE: expected counts as a string (compressed) or a list of integers"
-    return f"expected polygons (a list) or an RLE (a dict), got {type(seg).__name__}"
-
-
-def _check_compressed_rle(size: list[int], counts: str) -> str | None:
-    # pycocotools decodes garbage silently (and loops forever on a truncated string in mask.iou),
-    # so the runs are checked against height × width without decoding a pixel.
-    from ..evaluation.rle import check_rle_counts
-
-    problem = check_rle_counts([counts], np.array([size[0]]), np.array([size[1]])).problem[0]
-    return f"RLE: {problem}" if problem else None
 
 
 def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
@@ -262,9 +225,9 @@ def _check_annotations(
                 rep.add(where, "bbox", f"{bbox} lies outside the {img['width']}x{img['height']} image")
                 ok = False
         if "segmentation" in ann and img is not None:
-            why = _check_segmentation(ann["segmentation"], img.get("width", 0), img.get("height", 0))
+            why = segmentation_problem(ann["segmentation"], img.get("height", 0), img.get("width", 0))
             if why:
-                rep.add(where, "segmentation", why)
+                rep.add(where, *why)
                 ok = False
         if ok:
             out.append(ann)

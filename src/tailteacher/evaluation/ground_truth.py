@@ -23,10 +23,10 @@ from typing import Any, TypeGuard
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from ..data.segmentation import segmentation_problem
 from ..errors import InputError, Problem
 from ..numbers import is_finite_number
 from .files import read_json
-from .rle import check_rle_counts
 
 FREQUENCY_GROUPS = ("r", "c", "f")  # LVIS: rare ≤ 10 training images, common 11–100, frequent > 100
 _MAX_PROBLEMS = 1000
@@ -92,66 +92,28 @@ class GroundTruth:
         return self._rles
 
 
-def _polygon(p: object) -> np.ndarray | None:
-    if not isinstance(p, list):
-        return None
-    try:
-        return np.asarray(p, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # not numbers, ragged
-        return None
-
-
 def _to_rles(gt: GroundTruth) -> list[dict[str, Any]]:
+    """Every annotation's mask as an RLE, after the one segmentation rule (``data.segmentation``)
+    has passed it: nothing malformed or far outside the image reaches pycocotools."""
     assert gt.ann_segmentation is not None
     problems: list[Problem] = []
     rles: list[dict[str, Any]] = []
-    compressed: list[int] = []
     for g, segm in enumerate(gt.ann_segmentation):
         i = int(gt.ann_image[g])
         h, w = int(gt.heights[i]), int(gt.widths[i])
-        where = f"annotation id={int(gt.ann_ids[g])}"
-        rle: dict[str, Any] = {}
+        why = segmentation_problem(segm, h, w)
+        if why is not None:
+            problems.append(Problem(gt.source, f"annotation id={int(gt.ann_ids[g])}", *why))
+            rles.append({})
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+            continue
         if isinstance(segm, list):
-            polys = [_polygon(p) for p in segm]
-            if not segm or any(p is None or p.ndim != 1 or len(p) < 4 or len(p) % 2 for p in polys):
-                msg = "expected a non-empty list of polygons [x1, y1, x2, y2, ...] (even length ≥ 4)"
-                problems.append(Problem(gt.source, where, "segmentation", msg))
-            elif not all(np.isfinite(p).all() for p in polys if p is not None):
-                problems.append(Problem(gt.source, where, "segmentation", "non-finite coordinate"))
-            else:
-                rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            counts = segm["counts"]
-            if segm.get("size") != [h, w]:
-                problems.append(Problem(gt.source, where, "segmentation.size", f"expected [{h}, {w}]"))
-            elif not all(is_id(c) and c >= 0 for c in counts) or sum(counts) != h * w:
-                msg = f"expected non-negative run lengths summing to height × width = {h * w}"
-                problems.append(Problem(gt.source, where, "segmentation.counts", msg))
-            else:
-                rle = mask_utils.frPyObjects(segm, h, w)
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), str):
-            if segm.get("size") != [h, w]:
-                problems.append(Problem(gt.source, where, "segmentation.size", f"expected [{h}, {w}]"))
-            else:
-                rle = {"size": [h, w], "counts": segm["counts"]}
-                compressed.append(g)
+            rles.append(mask_utils.merge(mask_utils.frPyObjects(segm, h, w)))
+        elif isinstance(segm["counts"], list):
+            rles.append(mask_utils.frPyObjects(segm, h, w))
         else:
-            msg = "expected polygons, or an RLE {size, counts}"
-            problems.append(Problem(gt.source, where, "segmentation", msg))
-        rles.append(rle)
-        if len(problems) >= _MAX_PROBLEMS:
-            break
-    if compressed and not problems:
-        idx = np.array(compressed)
-        check = check_rle_counts(
-            [rles[g]["counts"] for g in compressed],
-            gt.heights[gt.ann_image[idx]],
-            gt.widths[gt.ann_image[idx]],
-        )
-        for g, problem in zip(compressed, check.problem, strict=True):
-            if problem:
-                where = f"annotation id={int(gt.ann_ids[g])}"
-                problems.append(Problem(gt.source, where, "segmentation.counts", problem))
+            rles.append({"size": [h, w], "counts": segm["counts"]})
     if problems:
         raise InputError(problems)
     return rles
