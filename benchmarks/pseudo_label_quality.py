@@ -6,9 +6,9 @@ The embedded benchmark ships ``unlabeled_truth.json`` (the pool's annotations, n
 training). The teacher runs on each unlabeled image as the student's teacher does (no
 augmentation here: weak = strong = identity), pseudo-labels are made per mode, and each kept box
 counts as correct when it overlaps a true object of its argmax class at IoU ≥ 0.5. Prints, per
-mode: pseudo-boxes per image, precision, recall of the true objects, and the class accuracy of the
-boxes that found an object (any class); then, per frequency group of the true class (r / c / f),
-the recall of its objects, and per group of the kept box's class its precision.
+mode and frequency group (recall: of the true class's group; precision: of the kept box's class's
+group) and overall: recall, precision, pseudo-boxes per image (`pipeline.pseudo_label_quality`,
+which `tailteacher run` also writes for its student's rule).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import argparse
 from pathlib import Path
 
 import torch
-from torchvision.ops import box_iou
 
 from tailteacher.data.dataset import LvisDataset, Sample
-from tailteacher.data.geometry import Geometry
 from tailteacher.data.lvis_json import load_lvis
 from tailteacher.engine.config_io import load_config
-from tailteacher.pipeline.data import images_of, load_train_data
+from tailteacher.pipeline.data import load_train_data
 from tailteacher.pipeline.detector import build_detector, load_detector_weights
-from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
+from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
 
 
 def main() -> None:
@@ -62,59 +61,21 @@ def main() -> None:
             modes[f"calibrated, nonzero, fg {tau}"] = PseudoLabelConfig(
                 mode="calibrated", support="nonzero", box_threshold=tau, threshold_on="foreground"
             )
-    stats = {m: [0, 0, 0, 0] for m in modes}  # boxes, correct, found objects (any class), class right
-    groups = "rcf"
-    group_of = torch.tensor([groups.index(str(c.get("frequency", "f"))) for c in truth.categories])
-    # per mode and group: [true objects found with the right class, true objects, correct boxes, boxes]
-    by_group = {m: torch.zeros(3, 4, dtype=torch.long) for m in modes}
-    objects = 0
-    with torch.no_grad():
-        for k in range(len(data)):
-            s = data[k]
-            assert isinstance(s, Sample)
-            det = model(images_of([s], torch.device("cpu")))[0]
-            geo = Geometry.identity(tuple(s.image.shape[-2:]))
-            gt_boxes, gt_labels = s.boxes.as_subclass(torch.Tensor), s.labels
-            objects += len(gt_labels)
-            for name, mode in modes.items():
-                pl = make_pseudo_labels(det, mode, delta, geo, geo)
-                st = stats[name]
-                st[0] += len(pl["labels"])
-                g = by_group[name]
-                g[:, 1] += torch.bincount(group_of[gt_labels], minlength=3)
-                g[:, 3] += torch.bincount(group_of[pl["labels"]], minlength=3)
-                if len(pl["labels"]) == 0 or len(gt_labels) == 0:
-                    continue
-                iou = box_iou(pl["boxes"], gt_boxes)
-                same = pl["labels"][:, None] == gt_labels[None, :]
-                matched = (iou >= 0.5) & same
-                g[:, 0] += torch.bincount(group_of[gt_labels[matched.any(dim=0)]], minlength=3)
-                g[:, 2] += torch.bincount(group_of[pl["labels"][matched.any(dim=1)]], minlength=3)
-                st[1] += int(((iou >= 0.5) & same).any(dim=1).sum())
-                hit = (iou >= 0.5).any(dim=1)
-                st[2] += int(hit.sum())
-                best = iou.argmax(dim=1)
-                st[3] += int((hit & (pl["labels"] == gt_labels[best])).sum())
-    n = len(data)
+    groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
+    samples = [s for s in (data[k] for k in range(len(data))) if isinstance(s, Sample)]
+    print(f"{len(samples)} unlabeled images; teacher {args.teacher}")
     print(
-        f"{n} unlabeled images, {objects} true objects ({objects / n:.2f} per image); teacher {args.teacher}"
+        f"{'mode':<30} "
+        + " ".join(f"{'recall ' + g:>9} {'prec ' + g:>7} {'boxes ' + g:>8}" for g in "rcf")
+        + "   all: recall prec boxes"
     )
-    print(f"{'mode':<30} {'boxes/img':>9} {'precision':>9} {'recall':>7} {'class acc':>9}")
-    for name, (boxes, correct, hits, right) in stats.items():
-        print(
-            f"{name:<30} {boxes / n:>9.2f} {correct / max(boxes, 1):>9.3f} {correct / max(objects, 1):>7.3f} "
-            f"{right / max(hits, 1):>9.3f}"
-        )
-    print(
-        f"\n{'mode':<30} "
-        + " ".join(f"{'recall ' + g:>9} {'prec ' + g:>7} {'boxes ' + g:>8}" for g in groups)
-    )
-    for name, g in by_group.items():
-        cells = [
-            f"{int(g[k, 0]) / max(int(g[k, 1]), 1):>9.3f} {int(g[k, 2]) / max(int(g[k, 3]), 1):>7.3f} "
-            f"{int(g[k, 3]) / n:>8.2f}"
-            for k in range(3)
-        ]
+    for name, mode in modes.items():
+        rows = measure_pseudo_labels(model, samples, mode, delta, groups, torch.device("cpu")).rows()
+
+        def fmt(v: float | None) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        cells = [f"{fmt(r['recall']):>9} {fmt(r['precision']):>7} {r['boxes_per_image']:>8.2f}" for r in rows]
         print(f"{name:<30} " + " ".join(cells))
 
 

@@ -43,8 +43,12 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
     out = capsys.readouterr().out
-    for stage in ("split", "prototypes", "teacher", "calibrate", "control", "student"):
+    for stage in ("split", "prototypes", "teacher", "calibrate", "control", "pseudo_labels", "student"):
         assert f"[{stage}] running" in out and (run / stage.replace("calibrate", "calibration")).is_dir()
+    quality = json.loads((run / "pseudo_labels" / "pseudo_labels.json").read_text())  # the pool's truth
+    assert [r["group"] for r in quality["rows"]] == ["rare", "common", "frequent", "all"]
+    assert quality["rows"][-1]["objects"] == sum(r["objects"] for r in quality["rows"][:3]) > 0
+    assert quality["mode"] == "calibrated" and quality["images"] > 0
     assert "| teacher " in out and "| student (calibrated) " in out and "report: " in out
     assert "student − control (same teacher, same steps" in out
     report = json.loads((run / "report.json").read_text())
@@ -61,7 +65,7 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
 
     assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity"]) == 0
     out = capsys.readouterr().out
-    assert "running" not in out and out.count("skipped") == 6
+    assert "running" not in out and out.count("skipped") == 7
     assert (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run / "report.json").read_text())["rows"] == report["rows"]
 

@@ -1,0 +1,104 @@
+"""How good are the teacher's pseudo-labels? Precision and recall against the unlabeled pool's truth.
+
+Only a pool whose truth is known can say so: the embedded benchmark writes ``unlabeled_truth.json``
+beside ``unlabeled.json`` (never used for training). The teacher runs on each image without
+augmentation (weak = strong view), the student's pseudo-label rule makes its boxes, and a box is
+correct when it overlaps a true object of its top class at box IoU ≥ 0.5. Per frequency group
+(of the true class for recall, of the box's class for precision) and overall.
+
+Shapes: D detections, B kept pseudo-boxes, G true objects of one image, C classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torchvision.ops import box_iou
+
+from ..data.geometry import Geometry
+from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+
+GROUPS = ("r", "c", "f")
+GROUP_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
+
+
+@dataclass
+class QualityCounts:
+    """Running counts per group [3] (r, c, f): true objects found with their class, true objects,
+    correct pseudo-boxes, pseudo-boxes; and the images seen."""
+
+    found: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.long))
+    objects: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.long))
+    correct: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.long))
+    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.long))
+    images: int = 0
+
+    def add(
+        self,
+        boxes: torch.Tensor,
+        labels: torch.Tensor,
+        true_boxes: torch.Tensor,
+        true_labels: torch.Tensor,
+        group_of: torch.Tensor,
+    ) -> None:
+        """One image: pseudo-boxes [B, 4] XYXY with classes [B], true boxes [G, 4] with classes [G];
+        ``group_of`` [C] maps a class to 0/1/2 (r/c/f)."""
+        self.images += 1
+        self.objects += torch.bincount(group_of[true_labels], minlength=3)
+        self.boxes += torch.bincount(group_of[labels], minlength=3)
+        if len(labels) == 0 or len(true_labels) == 0:
+            return
+        matched = (box_iou(boxes, true_boxes) >= 0.5) & (labels[:, None] == true_labels[None, :])
+        self.found += torch.bincount(group_of[true_labels[matched.any(dim=0)]], minlength=3)
+        self.correct += torch.bincount(group_of[labels[matched.any(dim=1)]], minlength=3)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per group and one for all: boxes per image, precision, recall, true objects."""
+
+        def row(name: str, found: int, objects: int, correct: int, boxes: int) -> dict[str, Any]:
+            return {
+                "group": name,
+                "boxes_per_image": boxes / max(self.images, 1),
+                "precision": correct / boxes if boxes else None,
+                "recall": found / objects if objects else None,
+                "objects": objects,
+            }
+
+        out = [
+            row(GROUP_NAMES[g], *(int(t[k]) for t in (self.found, self.objects, self.correct, self.boxes)))
+            for k, g in enumerate(GROUPS)
+        ]
+        out.append(row("all", *(int(t.sum()) for t in (self.found, self.objects, self.correct, self.boxes))))
+        return out
+
+
+def group_index(frequencies: Sequence[str]) -> torch.Tensor:
+    """[C] 0/1/2 for each class's LVIS frequency letter (r/c/f); unknown letters count as f."""
+    return torch.tensor([GROUPS.index(f) if f in GROUPS else 2 for f in frequencies], dtype=torch.long)
+
+
+@torch.no_grad()
+def measure_pseudo_labels(
+    model: torch.nn.Module,
+    samples: Any,
+    rule: PseudoLabelConfig,
+    delta: torch.Tensor | None,
+    group_of: torch.Tensor,
+    device: torch.device,
+) -> QualityCounts:
+    """Counts of ``rule``'s pseudo-labels from ``model`` (eval mode) on ``samples`` (an iterable of
+    ``data.dataset.Sample`` with the pool's true boxes and classes)."""
+    from .data import images_of
+
+    counts = QualityCounts()
+    model.eval()
+    for s in samples:
+        detections = model(images_of([s], device))[0]
+        detections = {k: v.cpu() for k, v in detections.items()}
+        view = Geometry.identity(tuple(s.image.shape[-2:]))
+        pseudo = make_pseudo_labels(detections, rule, delta, view, view)
+        counts.add(pseudo["boxes"], pseudo["labels"], s.boxes.as_subclass(torch.Tensor), s.labels, group_of)
+    return counts
