@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.lvis_json import load_lvis
+    from ..data.skips import check_skipped
     from ..engine import init_run
     from ..engine.config import Config
     from ..engine.config_io import config_from_args
@@ -52,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     results, skipped = predict(
         model.to(device), data, device=device, batch_size=args.batch_size, progress=True
     )
+    check_skipped(skipped, len(data.images), config.data.max_skipped_fraction, args.data)  # before writing
     atomic_write_json(args.out, results)
     print(f"{len(results)} detections on {len(data.images) - len(skipped)} images -> {args.out}")
-    if skipped:
-        print(
-            f"skipped {len(skipped)} unreadable images: " + ", ".join(str(s.image_id) for s in skipped[:10])
-        )
+    for s in skipped[:20]:
+        print(f"skipped image id={s.image_id} {s.file}: {s.reason}", file=sys.stderr)
+    if len(skipped) > 20:
+        print(f"... and {len(skipped) - 20} more skipped images", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .images import read_rgb
-from .lvis_json import LvisData
+from .lvis_json import LvisData, image_relpath
 
 
 @dataclass
@@ -33,8 +33,11 @@ class Sample:
 
 @dataclass(frozen=True)
 class Skipped:
+    """An image a stage could not use: its id, its file (relative to the image root) and why."""
+
     image_id: int
     reason: str
+    file: str = ""
 
 
 def decode_masks(anns: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:
@@ -82,13 +85,16 @@ class LvisDataset(Dataset[Sample | Skipped]):
     def __getitem__(self, index: int) -> Sample | Skipped:
         iid = self.image_ids[index]
         record = self.data.images[iid]
+        file = image_relpath(record)
         try:
             pixels = self.load_image(iid)
         except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for unreadable files
-            return Skipped(iid, f"{type(err).__name__}: {err}")
+            return Skipped(iid, f"{type(err).__name__}: {err}", file)
         h, w = pixels.shape[1:]
         if (w, h) != (int(record["width"]), int(record["height"])):
-            return Skipped(iid, f"file is {w}x{h}, record says {record['width']}x{record['height']}")
+            shown = f"{record['width']}x{record['height']}"
+            reason = f"file is {w}x{h} (EXIF orientation applied), record says {shown}"
+            return Skipped(iid, reason, file)
         anns = self.data.anns_by_image.get(iid, [])
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)

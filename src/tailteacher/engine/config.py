@@ -31,6 +31,13 @@ class DataConfig(StrictModel):
     heldout_json: str | None = Field(
         default=None, description="held-out labeled images (the 15%: tuning, CCECE)"
     )
+    max_skipped_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="a stage stops when more than this share of the images it read could not be "
+        "used (unreadable, or another size than the record); each skipped image is listed",
+    )
     batch_size: int = Field(default=2, gt=0, description="images per process per batch")
     workers: int = Field(default=2, ge=0, description="data-loading worker processes per process")
     repeat_factor_threshold: float | None = Field(

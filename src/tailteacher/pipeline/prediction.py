@@ -14,6 +14,7 @@ import torch
 
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.lvis_json import LvisData, load_lvis
+from ..data.skips import check_skipped
 from ..engine.config import Config
 from ..evaluation import evaluate
 from ..io import atomic_write_bytes, atomic_write_json
@@ -94,20 +95,37 @@ def save_and_evaluate(model: CascadeMaskRCNN, config: Config, device: torch.devi
     run_dir = Path(config.run.run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(run_dir / "model_final.safetensors", save(state))
-    return evaluate_model(model, config.data.val_json, config.data.image_root, device, run_dir, "val")
+    return evaluate_model(
+        model,
+        config.data.val_json,
+        config.data.image_root,
+        device,
+        run_dir,
+        "val",
+        config.data.max_skipped_fraction,
+    )
 
 
 def evaluate_model(
-    model: CascadeMaskRCNN, gt_json: str, image_root: str, device: torch.device, out_dir: Path, prefix: str
+    model: CascadeMaskRCNN,
+    gt_json: str,
+    image_root: str,
+    device: torch.device,
+    out_dir: Path,
+    prefix: str,
+    max_skipped_fraction: float = 0.0,
 ) -> dict[str, float]:
-    """Predict on ``gt_json``'s images, write ``{prefix}_results.json`` and ``{prefix}_metrics.json``."""
+    """Predict on ``gt_json``'s images, write ``{prefix}_results.json`` and ``{prefix}_metrics.json``
+    (which lists the images that could not be read; more than ``max_skipped_fraction`` of them is an
+    ``InputError``: metrics without them would not be the data set's)."""
     gt = load_lvis(gt_json, image_root)
     results, skipped = predict(model, gt, device=device)
+    skips = check_skipped(skipped, len(gt.images), max_skipped_fraction, gt_json)
     atomic_write_json(out_dir / f"{prefix}_results.json", results)
     evaluation = evaluate(gt_json, results, iou_type="segm", max_dets=300)
     box = evaluate(gt_json, results, iou_type="bbox", max_dets=300)
     payload: dict[str, Any] = evaluation.to_json()
     payload["bbox_metrics"] = box.metrics
-    payload["skipped_images"] = len(skipped)
+    payload["skipped_images"] = skips
     atomic_write_json(out_dir / f"{prefix}_metrics.json", payload, indent=2)
     return dict(evaluation.metrics)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.dataset import LvisDataset, Sample
-from ..data.lvis_json import LvisData
+from ..data.dataset import LvisDataset, Sample, Skipped
+from ..data.skips import check_skipped
 from ..engine import resolve_device
 from ..engine.config import Config
 from ..engine.distributed import current_dist_info
@@ -41,13 +41,13 @@ from .instance_embedding import InstanceEmbedFn, crop_embedder, roi_embedder
 
 
 def _prototype_batches(
-    data: LvisData, batch_size: int, device: torch.device
+    dataset: LvisDataset, batch_size: int, device: torch.device, skipped: list[Skipped]
 ) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]]:
-    """(images, boxes) on ``device``, labels on the CPU (the accumulator's device)."""
-    dist = current_dist_info()
-    dataset = LvisDataset(data, sorted(data.images)[dist.rank :: dist.world_size])
+    """(images, boxes) on ``device``, labels on the CPU (the accumulator's device); the images that
+    could not be read go to ``skipped``."""
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        skipped += [s for s in items if isinstance(s, Skipped)]
         samples = [s for s in items if isinstance(s, Sample)]
         if samples:
             yield (
@@ -90,8 +90,13 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
         else roi_embedder(features)
     )
     t0 = time.perf_counter()
-    batches = _prototype_batches(data, config.data.batch_size, device)
+    dataset = LvisDataset(
+        data, sorted(data.images)[current_dist_info().rank :: current_dist_info().world_size]
+    )
+    skipped: list[Skipped] = []
+    batches = _prototype_batches(dataset, config.data.batch_size, device, skipped)
     acc = accumulate_prototypes(batches, embed, data.num_classes)
+    skips = check_skipped(skipped, len(dataset), config.data.max_skipped_fraction, config.data.train_json)
     prototypes, counts = (v.cpu() for v in acc.compute())
     sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
     run_dir = Path(config.run.run_dir)
@@ -104,6 +109,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
         "crop_size": t.crop_size if t.instance_embedding == "crop" else None,
         "instances": int(counts.sum()),
         "classes_without_instances": int((counts == 0).sum()),
+        "skipped_images": skips,
         "gamma": t.gamma,
         "temperature": t.temperature,
         "smoothing_entropy_over_log_C": entropy,
@@ -115,6 +121,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
             f"prototypes: {summary['instances']} instances, {data.num_classes} classes "
             f"({summary['classes_without_instances']} without instances), S' entropy/log C "
             f"{entropy:.4f}, {summary['seconds']} s -> {path}"
+            + (f"; {skips['count']} images skipped (listed in prototypes.json)" if skips["count"] else "")
         )
     return path
 

@@ -17,6 +17,7 @@ import torch
 from ..data.dataset import LvisDataset, Sample, Skipped, collate
 from ..data.frequency import frequency_groups
 from ..data.lvis_json import LvisData, check_image_files
+from ..data.skips import check_skipped
 from ..engine import EMAHook, LoaderSource, build_trainer, init_run
 from ..engine.config import Config
 from ..errors import InputError
@@ -107,6 +108,8 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         eval_fn=periodic_eval_fn(config, device, evaluated),  # None without train.eval_every
     )
     trainer.train()
+    # Every skipped file is listed in teacher.json; too many of them stop the stage (data.skips).
+    skips = check_skipped(skipped, len(base), config.data.max_skipped_fraction, config.data.train_json)
     final = evaluated()
     assert isinstance(final, CascadeMaskRCNN)
     metrics: dict[str, float] = {}
@@ -114,13 +117,13 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         metrics = save_and_evaluate(final, config, device)
         summary = {
             "metrics": metrics,
-            "skipped_images": len(skipped),
+            "skipped_images": skips,
             "targets": config.targets.kind,
             "frequency_groups": _group_sizes(data),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         atomic_write_json(run_dir / "teacher.json", summary, indent=2)
-    return TeacherResult(run_dir, metrics, len(skipped), time.perf_counter() - t0)
+    return TeacherResult(run_dir, metrics, skips["count"], time.perf_counter() - t0)
 
 
 def _check_some_images(data: LvisData, sample: int = 16) -> None:
