@@ -100,8 +100,9 @@ def main() -> None:
         cells = []
         for k in METRICS:
             per_seed = ", ".join(fmt(v, k) for v in diffs[k])
-            mean = statistics.fmean(diffs[k])
-            std = statistics.stdev(diffs[k]) if n > 1 else float("nan")
+            known = [v for v in diffs[k] if v == v]  # NaN: not measured for that seed (e.g. its ECE)
+            mean = statistics.fmean(known) if known else float("nan")
+            std = statistics.stdev(known) if len(known) > 1 else float("nan")
             spread = "" if std != std else f" ± {abs(std):.{3 if k == 'ECE' else 1}f}"
             cells.append(f"{fmt(mean, k)}{spread} ({per_seed})")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {n} |")
