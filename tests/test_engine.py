@@ -198,6 +198,32 @@ def test_a_non_finite_loss_stops_before_the_update():
     assert not trainer.finished
 
 
+def test_non_finite_steps_are_skipped_and_counted_up_to_the_limit():
+    trainer, rec = engine_toy.sgd_trainer(batch_size=8, steps=6)
+    trainer.max_nonfinite_in_a_row = 3
+    good = trainer.step_fn
+    calls = {"n": 0}
+
+    def sometimes_nan(model, batch):
+        calls["n"] += 1
+        losses = good(model, batch)
+        return {k: v * float("nan") for k, v in losses.items()} if calls["n"] in (2, 3) else losses
+
+    trainer.step_fn = sometimes_nan
+    trainer.train()
+    assert trainer.finished and trainer.step == 6 and trainer.nonfinite_steps == 2
+    assert [("nonfinite_skipped" in m) for m in rec.metrics] == [False, True, True, False, False, False]
+
+    trainer, _ = engine_toy.sgd_trainer(batch_size=8, steps=6)
+    trainer.max_nonfinite_in_a_row = 2
+    before = _weights(trainer)
+    trainer.step_fn = lambda model, batch: {"loss": model(batch[0]).sum() * float("nan")}
+    with pytest.raises(FloatingPointError, match="2 step\\(s\\) in a row, the limit"):
+        trainer.train()
+    assert trainer.step == 1 and trainer.nonfinite_steps == 2  # the first was skipped, the second stopped it
+    assert all(torch.equal(before[k], v) for k, v in _weights(trainer).items())  # no update from either
+
+
 @pytest.mark.parametrize(
     ("losses", "match"),
     [({}, "no loss"), ({"loss": torch.ones(2)}, "not a scalar"), ({"loss": 1.0}, "not a scalar")],

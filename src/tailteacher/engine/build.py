@@ -153,6 +153,7 @@ def build_trainer(
         dist=dist,
         ddp_kwargs=ddp_kwargs,
         meta={"config_hash": chash},
+        max_nonfinite_in_a_row=train.max_nonfinite_steps,
     )
     if dist.is_main:
         save_config(config, config.run.run_dir)

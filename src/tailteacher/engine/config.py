@@ -79,6 +79,12 @@ class TargetsConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="optimizer")
+    max_nonfinite_steps: int = Field(
+        default=3,
+        ge=1,
+        description="a step whose loss is NaN/inf is skipped (no update) and counted; this many in a "
+        "row stop the run with the last checkpoint intact (1: stop at the first)",
+    )
     lr: float = Field(
         default=4e-5, gt=0, description="peak learning rate (reached after warm-up, then cosine)"
     )

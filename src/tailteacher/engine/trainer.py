@@ -77,7 +77,10 @@ class Trainer:
         dist: DistInfo | None = None,
         ddp_kwargs: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
+        max_nonfinite_in_a_row: int = 1,
     ) -> None:
+        if max_nonfinite_in_a_row < 1:
+            raise ValueError(f"max_nonfinite_in_a_row: expected ≥ 1, got {max_nonfinite_in_a_row}")
         if max_steps < 1:
             raise ValueError(f"max_steps: expected ≥ 1, got {max_steps}")
         if accumulate < 1:
@@ -111,6 +114,11 @@ class Trainer:
         self.batch_in_epoch = 0
         self.finished = False
         self._batches: Iterator[Any] | None = None
+        # A step whose loss is NaN/inf is skipped (no update; the schedule moves on) and counted;
+        # this many in a row stop the run (1: the first one does). Not kept across a resume.
+        self.max_nonfinite_in_a_row = max_nonfinite_in_a_row
+        self.nonfinite_steps = 0
+        self._nonfinite_in_a_row = 0
 
     def get_hook(self, name: str) -> HookBase:
         """The hook called ``name`` (e.g. ``"EMAHook"``, to evaluate its ``ema`` in an ``eval_fn``)."""
@@ -179,7 +187,18 @@ class Trainer:
         reduced = all_reduce_mean({k: v / self.accumulate for k, v in sums.items()})
         metrics = {k: float(v) for k, v in reduced.items()}
         if not math.isfinite(metrics["total_loss"]):
-            raise FloatingPointError(f"loss is not finite at step {self.step}: {metrics}")
+            self._nonfinite_in_a_row += 1
+            self.nonfinite_steps += 1
+            if self._nonfinite_in_a_row >= self.max_nonfinite_in_a_row:
+                raise FloatingPointError(
+                    f"loss is not finite at step {self.step} ({self._nonfinite_in_a_row} step(s) in a row, "
+                    f"the limit; no update was made from them, the last checkpoint is intact): {metrics}"
+                )
+            self.optimizer.zero_grad(set_to_none=True)  # skipped: no update from this step
+            if self.scheduler is not None:
+                self.scheduler.step()
+            return {"nonfinite_skipped": 1.0, "lr": float(self.optimizer.param_groups[0]["lr"])}
+        self._nonfinite_in_a_row = 0
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
         if self.grad_clip is not None:
             params = [p for p in self.model.parameters() if p.grad is not None]

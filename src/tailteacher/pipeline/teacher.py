@@ -118,6 +118,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         summary = {
             "metrics": metrics,
             "skipped_images": skips,
+            "nonfinite_steps_skipped": trainer.nonfinite_steps,
             "targets": config.targets.kind,
             "frequency_groups": _group_sizes(data),
             "seconds": round(time.perf_counter() - t0, 1),
