@@ -122,6 +122,14 @@ def _check_path(name: str) -> str | None:
     return None
 
 
+def _size(img: dict[str, Any]) -> tuple[float, float] | None:
+    """An image record's (height, width) when both are valid, else None (reported on the image)."""
+    h, w = img.get("height"), img.get("width")
+    if is_finite_number(h) and is_finite_number(w) and h > 0 and w > 0:
+        return float(h), float(w)
+    return None
+
+
 def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     if not isinstance(images, list):
@@ -201,11 +209,17 @@ def _check_annotations(
         ok = True
         image_id = ann.get("image_id")
         img = images.get(image_id) if _is_id(image_id) else None
+        size = _size(img) if img is not None else None
         if img is None:
             rep.add(where, "image_id", f"refers to unknown image {image_id!r}")
             ok = False
-        if ann.get("category_id") not in category_ids:
-            rep.add(where, "category_id", f"refers to unknown category {ann.get('category_id')!r}")
+        category_id = ann.get("category_id")
+        if not _is_id(category_id):
+            got = f"{type(category_id).__name__} {category_id!r}"
+            rep.add(where, "category_id", f"expected an integer category id, got {got}")
+            ok = False
+        elif category_id not in category_ids:
+            rep.add(where, "category_id", f"refers to unknown category {category_id!r}")
             ok = False
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
@@ -214,18 +228,18 @@ def _check_annotations(
         elif bbox[2] <= 0 or bbox[3] <= 0:
             rep.add(where, "bbox", f"expected a positive width and height, got {bbox!r}")
             ok = False
-        elif img is not None and is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
+        elif size is not None:
             x, y, w, h = bbox
             if (
                 x < -BOX_TOLERANCE
                 or y < -BOX_TOLERANCE
-                or x + w > img["width"] + BOX_TOLERANCE
-                or (y + h > img["height"] + BOX_TOLERANCE)
+                or x + w > size[1] + BOX_TOLERANCE
+                or (y + h > size[0] + BOX_TOLERANCE)
             ):
-                rep.add(where, "bbox", f"{bbox} lies outside the {img['width']}x{img['height']} image")
+                rep.add(where, "bbox", f"{bbox} lies outside the {size[1]:g}x{size[0]:g} image")
                 ok = False
-        if "segmentation" in ann and img is not None:
-            why = segmentation_problem(ann["segmentation"], img.get("height", 0), img.get("width", 0))
+        if "segmentation" in ann and size is not None:  # a bad size is its image's problem
+            why = segmentation_problem(ann["segmentation"], *size)
             if why:
                 rep.add(where, *why)
                 ok = False
