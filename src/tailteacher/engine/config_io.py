@@ -244,6 +244,8 @@ def load_config(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise InputError([Problem(source, "file", "-", f"cannot read: {err.strerror or err}")]) from None
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(source, f"byte {err.start}", "-", "not UTF-8 text")]) from None
     raw = parse_yaml(text, source)
     if raw is None:
         raw = {}
