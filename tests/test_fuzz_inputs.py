@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -285,6 +286,9 @@ FOUND = [
     ("ground truth", Mutation(("annotations", 0, "category_id"), "set", [])),
     # load_lvis checked an annotation's polygon against its image's size of None: TypeError
     ("ground truth", Mutation(("images", 0, "width"), "set", None)),
+    # load_lvis kept a NaN in a field it does not read; split then crashed writing it (ValueError)
+    ("ground truth", Mutation(("annotations", 0, "iscrowd"), "set", math.nan)),
+    ("ground truth", Mutation(("info", "description"), "set", math.inf)),
 ]
 
 
@@ -302,3 +306,13 @@ def test_found_by_the_fuzzer(kind: str, mutation: Mutation) -> None:
 @pytest.mark.parametrize(("kind", "content"), BROKEN_FOUND, ids=[f"{k}:{c!r}" for k, c in BROKEN_FOUND])
 def test_broken_file_found_by_the_fuzzer(kind: str, content: bytes) -> None:
     check_broken_file(kind, lambda valid: content)
+
+
+def test_both_ground_truth_readers_skip_a_byte_order_mark() -> None:
+    """Found by the fuzzer: evaluate read a json with a UTF-8 byte-order mark, split refused it."""
+    with _folder() as folder:
+        gt_path, res_path = folder / "gt.json", folder / "results.json"
+        gt_path.write_bytes(b"\xef\xbb\xbf" + as_json(GT))
+        res_path.write_bytes(as_json(RESULTS))
+        assert _cli(["evaluate", "--gt", str(gt_path), "--results", str(res_path)])[0] == 0
+        assert _cli(["split", "--train", str(gt_path), "--out", str(folder / "split")])[0] == 0

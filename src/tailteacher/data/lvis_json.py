@@ -8,6 +8,7 @@ the record and the field, and says what was expected.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -260,6 +261,32 @@ def _check_federated_lists(rep: _Report, images: dict[int, dict[str, Any]], cate
                 rep.add(f"image id={iid}", key, f"refers to unknown categories {unknown[:5]}")
 
 
+def _non_finite(raw: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """(record, field) of every NaN or ±Infinity in the file, records named as elsewhere."""
+    singular = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+    def walk(value: Any, path: str) -> Iterable[str]:
+        if isinstance(value, float) and not math.isfinite(value):
+            yield path
+        elif isinstance(value, dict):
+            for key, v in value.items():
+                yield from walk(v, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for k, v in enumerate(value):
+                yield from walk(v, f"{path}[{k}]")
+
+    for key, value in raw.items():
+        if key in singular and isinstance(value, list):
+            for k, record in enumerate(value):
+                rid = record.get("id") if isinstance(record, dict) else None
+                where = f"{singular[key]} id={rid}" if _is_id(rid) else f"{key}[{k}]"
+                for field_ in walk(record, ""):
+                    yield where, field_ or "-"
+        else:
+            for field_ in walk(value, str(key)):
+                yield "top level", field_
+
+
 def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) -> list[Problem]:
     """Problems with image files: missing, unreadable, or of another size than the record says."""
     from PIL import Image
@@ -321,9 +348,15 @@ def load_lvis(
     """
     p = Path(path)
     rep = _Report(str(p))
+    constants: list[str] = []  # NaN, Infinity, -Infinity: Python's json reads them, the standard has none
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
     try:
-        with open(p, encoding="utf-8") as f:
-            raw = json.load(f)
+        with open(p, encoding="utf-8-sig") as f:  # a byte-order mark is skipped, as read_json does
+            raw = json.load(f, parse_constant=constant)
     except FileNotFoundError:
         raise InputError([Problem(str(p), "-", "-", "file not found")]) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -340,6 +373,9 @@ def load_lvis(
     category_ids = {int(c["id"]) for c in categories}
     annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids)
     _check_federated_lists(rep, images, category_ids)
+    if constants and not rep.problems:  # in a field nobody reads: it would break the json we write
+        for record, field_ in _non_finite(raw):
+            rep.add(record, field_, "expected a finite number (NaN and Infinity are not json)")
     if rep.problems:
         raise InputError(rep.problems)
     categories = sorted(categories, key=lambda c: int(c["id"]))
