@@ -289,6 +289,9 @@ FOUND = [
     # load_lvis kept a NaN in a field it does not read; split then crashed writing it (ValueError)
     ("ground truth", Mutation(("annotations", 0, "iscrowd"), "set", math.nan)),
     ("ground truth", Mutation(("info", "description"), "set", math.inf)),
+    # the evaluator put ids and sizes beyond int64 into numpy arrays: OverflowError
+    ("ground truth", Mutation(("images", 0, "height"), "set", 2**63)),
+    ("ground truth", Mutation(("annotations", 0, "id"), "set", 2**64)),
 ]
 
 

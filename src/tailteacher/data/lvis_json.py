@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InputError, Problem
 from ..numbers import is_finite_number
-from .segmentation import segmentation_problem
+from .segmentation import MAX_IMAGE_SIDE, segmentation_problem
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
 # tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
@@ -126,7 +126,7 @@ def _check_path(name: str) -> str | None:
 def _size(img: dict[str, Any]) -> tuple[float, float] | None:
     """An image record's (height, width) when both are valid, else None (reported on the image)."""
     h, w = img.get("height"), img.get("width")
-    if is_finite_number(h) and is_finite_number(w) and h > 0 and w > 0:
+    if is_finite_number(h) and is_finite_number(w) and 0 < h <= MAX_IMAGE_SIDE and 0 < w <= MAX_IMAGE_SIDE:
         return float(h), float(w)
     return None
 
@@ -150,8 +150,8 @@ def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
             rep.add(where, "id", "duplicate image id")
             continue
         for key in ("width", "height"):
-            if not (is_finite_number(img.get(key)) and img[key] > 0):
-                rep.add(where, key, f"expected a positive number, got {img.get(key)!r}")
+            if not (is_finite_number(img.get(key)) and 0 < img[key] <= MAX_IMAGE_SIDE):
+                rep.add(where, key, f"expected a positive number ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
         why = _check_path(image_relpath(img))
         if why:
             rep.add(where, "file_name", why)
