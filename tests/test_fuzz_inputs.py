@@ -235,8 +235,12 @@ def check_config(mutation: Mutation) -> None:
         accepted = _check_config(code, err, folder, config_path, in_record=True)
     STATS["config cases"] += 1
     STATS[f"config {'accepted' if accepted else 'refused'}"] += 1
-    if mutation.action == "extra":
-        assert not accepted, "an unknown config key is refused"
+    if (
+        mutation.action == "extra"
+        or mutation.value in ("", math.inf, -math.inf)
+        or mutation.value != mutation.value
+    ):
+        assert not accepted, "an unknown key, an empty string, NaN and ±inf are refused"
 
 
 # -- whole files: empty, binary, truncated, the wrong shape ------------------------------------------
@@ -294,6 +298,13 @@ FOUND = [
     ("ground truth", Mutation(("annotations", 0, "id"), "set", 2**64)),
 ]
 
+
+# configs that passed validation and failed later, far from the key: an empty path ("" is the
+# working directory: "Is a directory"), an infinite jitter strength
+FOUND += [
+    ("config", Mutation(("data", "train_json"), "set", "")),
+    ("config", Mutation(("student", "strong_augmentation", "brightness"), "set", math.inf)),
+]
 
 BROKEN_FOUND = [
     # load_config read a config that is not UTF-8 with an uncaught UnicodeDecodeError
