@@ -330,3 +330,16 @@ def test_both_ground_truth_readers_skip_a_byte_order_mark() -> None:
         res_path.write_bytes(as_json(RESULTS))
         assert _cli(["evaluate", "--gt", str(gt_path), "--results", str(res_path)])[0] == 0
         assert _cli(["split", "--train", str(gt_path), "--out", str(folder / "split")])[0] == 0
+
+
+@pytest.mark.parametrize("area", [-1, None, "64", math.nan])
+def test_split_refuses_an_area_the_evaluator_refuses(area: Any) -> None:
+    """Found by the fuzzer: split accepted it and wrote it into heldout.json, which the run's
+    calibrate stage then refused, naming our output instead of the user's file."""
+    gt = Mutation(("annotations", 0, "area"), "set", area).apply(GT)
+    with _folder() as folder:
+        gt_path = folder / "gt.json"
+        gt_path.write_bytes(as_json(gt))
+        code, err = _cli(["split", "--train", str(gt_path), "--out", str(folder / "split")])
+        _check_refusal(code, err, folder, [gt_path], in_record=True)
+        assert f"{gt_path}: annotation id=1: area: expected a finite number ≥ 0" in err

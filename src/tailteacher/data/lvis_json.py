@@ -239,6 +239,10 @@ def _check_annotations(
             ):
                 rep.add(where, "bbox", f"{bbox} lies outside the {size[1]:g}x{size[0]:g} image")
                 ok = False
+        area = ann.get("area", 0)
+        if not (is_finite_number(area) and area >= 0):  # as the evaluator's reader: split writes it on
+            rep.add(where, "area", f"expected a finite number ≥ 0, got {area!r}")
+            ok = False
         if "segmentation" in ann and size is not None:  # a bad size is its image's problem
             why = segmentation_problem(ann["segmentation"], *size)
             if why:
