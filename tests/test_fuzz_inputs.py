@@ -40,8 +40,10 @@ from fuzz_strategies import (
     Mutation,
     as_json,
     broken_files,
+    config_leaves,
     config_mutations,
     ground_truth_mutations,
+    junk,
     results_mutations,
     valid_ground_truth,
     valid_results,
@@ -88,9 +90,11 @@ def _cli(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def _check_refusal(code: int, err: str, folder: Path, inputs: list[Path], in_record: bool) -> None:
-    """Exit 2, the file named (with the record and field for a change inside a record), no
-    traceback, and the folder holding exactly the inputs."""
+def _check_refusal(
+    code: int, err: str, folder: Path, inputs: list[Path], in_record: bool, field: str | None = None
+) -> None:
+    """Exit 2, the file named (with the record and field for a change inside a record: ``field``,
+    the key changed, among the words), no traceback, and the folder holding exactly the inputs."""
     assert code == 2, err
     assert "Traceback" not in err
     assert any(str(p) in err for p in inputs), err
@@ -98,6 +102,8 @@ def _check_refusal(code: int, err: str, folder: Path, inputs: list[Path], in_rec
     if in_record:
         named = [m for m in PROBLEM_LINE.finditer(err) if m["file"] in map(str, inputs)]
         assert any(m["record"] not in ("-", "file") and m["field"] != "-" for m in named), err
+    if field is not None:
+        assert field in err, err
 
 
 def _outcome(kind: str, code: int) -> None:
@@ -105,15 +111,17 @@ def _outcome(kind: str, code: int) -> None:
     STATS[f"{kind} {'accepted' if code == 0 else 'refused'}"] += 1
 
 
-def _record_level(m: Mutation) -> bool:
-    """A change to a field of one record (not a whole record, a whole list or the top level)."""
-    return bool(m.record) and isinstance(m.record[-1], int) and isinstance(m.field, str)
+def _record_field(m: Mutation) -> tuple[bool, str | None]:
+    """Whether ``m`` changes a field of one record (not a whole record, a list or the top level),
+    and then the field's key, which the message must name."""
+    in_record = bool(m.record) and isinstance(m.record[-1], int) and isinstance(m.field, str)
+    return in_record, str(m.field) if in_record and m.action != "extra" else None
 
 
 # -- ground truth: the evaluator's reader and the training data's (split) ------------------------
 
 
-@fuzz(160)
+@fuzz(300)
 @given(ground_truth_mutations(GT), st.sampled_from(["segm", "bbox"]))
 def test_fuzz_ground_truth(mutation: Mutation, iou_type: str) -> None:
     check_ground_truth(mutation, iou_type)
@@ -133,14 +141,14 @@ def check_ground_truth(mutation: Mutation, iou_type: str = "segm") -> None:
             assert out.exists()
             out.unlink()
         else:
-            _check_refusal(code, err, folder, [gt_path, res_path], _record_level(mutation))
+            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
         split_out = folder / "split"
         code, err = _cli(["split", "--train", str(gt_path), "--out", str(split_out)])
         _outcome("ground truth (split)", code)
         if code == 0:
             assert (split_out / "train.json").exists()
         else:
-            _check_refusal(code, err, folder, [gt_path, res_path], _record_level(mutation))
+            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
     if mutation.action == "extra":
         assert code == 0, f"an unknown key is allowed: {err}"
 
@@ -148,7 +156,7 @@ def check_ground_truth(mutation: Mutation, iou_type: str = "segm") -> None:
 # -- results -------------------------------------------------------------------------------------
 
 
-@fuzz(160)
+@fuzz(300)
 @given(results_mutations(RESULTS), st.sampled_from(["segm", "bbox"]))
 def test_fuzz_results(mutation: Mutation, iou_type: str) -> None:
     check_results(mutation, iou_type)
@@ -167,12 +175,12 @@ def check_results(mutation: Mutation, iou_type: str = "segm") -> None:
         if code == 0:
             assert out.exists()
         else:
-            _check_refusal(code, err, folder, [gt_path, res_path], _record_level(mutation))
+            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
     if mutation.action == "extra":
         assert code == 0, f"an unknown key is allowed: {err}"
 
 
-@fuzz(30)
+@fuzz(40)
 @given(results_mutations(RESULTS))
 def test_fuzz_results_calibration(mutation: Mutation) -> None:
     results = mutation.apply(RESULTS)
@@ -186,7 +194,7 @@ def test_fuzz_results_calibration(mutation: Mutation) -> None:
         if code == 0:
             assert (out / "calibration.json").exists()
         else:
-            _check_refusal(code, err, folder, [gt_path, res_path], _record_level(mutation))
+            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
 
 
 # -- configs ---------------------------------------------------------------------------------------
@@ -206,21 +214,26 @@ def _config_for(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _check_config(code: int, err: str, folder: Path, config_path: Path, in_record: bool) -> bool:
-    """True when the config was accepted (the run then stopped at its missing data)."""
+def _check_config(
+    code: int, err: str, folder: Path, config_path: Path, in_record: bool, key: str | None = None
+) -> bool:
+    """True when the config was accepted (the run then stopped at its missing data); when
+    refused, the file (or the ``--set``) and, for a change to a key, that dotted ``key`` named."""
     assert code == 2, err
     assert "Traceback" not in err
     assert sorted(folder.iterdir()) == [config_path], "something was written"
-    if str(config_path) not in err:
-        assert "file not found" in err or "o such file" in err or "directory" in err, err
+    if str(config_path) not in err and "--set " not in err:
+        assert "file not found" in err, err
         return True
     if in_record:
-        named = [m for m in PROBLEM_LINE.finditer(err) if m["file"] == str(config_path)]
-        assert any(m["field"] not in ("-", "yaml") for m in named), err
+        fields = [m["field"] for m in PROBLEM_LINE.finditer(err)]
+        assert any(f not in ("-", "yaml") for f in fields), err
+    if key is not None:
+        assert key in err, err
     return False
 
 
-@fuzz(120)
+@fuzz(200)
 @given(config_mutations(CONFIG))
 def test_fuzz_config(mutation: Mutation) -> None:
     check_config(mutation)
@@ -232,7 +245,8 @@ def check_config(mutation: Mutation) -> None:
         config = mutation.apply(_config_for(folder))
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         code, err = _cli(["prototypes", str(config_path)])
-        accepted = _check_config(code, err, folder, config_path, in_record=True)
+        key = ".".join(map(str, mutation.path)) if mutation.action != "extra" else None
+        accepted = _check_config(code, err, folder, config_path, in_record=True, key=key)
     STATS["config cases"] += 1
     STATS[f"config {'accepted' if accepted else 'refused'}"] += 1
     if (
@@ -243,10 +257,27 @@ def check_config(mutation: Mutation) -> None:
         assert not accepted, "an unknown key, an empty string, NaN and ±inf are refused"
 
 
+@fuzz(100)
+@given(
+    st.one_of(st.sampled_from([".".join(p) for p in config_leaves(CONFIG)]), st.text(max_size=12)),
+    st.one_of(junk.map(lambda v: yaml.safe_dump(v).removesuffix("\n...\n").strip()), st.text(max_size=12)),
+)
+def test_fuzz_config_overrides(key: str, value: str) -> None:
+    """``--set KEY=VALUE`` with any key and any YAML (or not YAML) as the value."""
+    with _folder() as folder:
+        config_path = folder / "config.yaml"
+        config_path.write_text(yaml.safe_dump(_config_for(folder), sort_keys=False))
+        code, err = _cli(["prototypes", str(config_path), "--set", f"{key}={value}"])
+        accepted = _check_config(code, err, folder, config_path, in_record=False)
+        assert accepted or f"--set {key}=" in err, err  # a value may span lines: no line parsing
+    STATS["config --set cases"] += 1
+    STATS[f"config --set {'accepted' if accepted else 'refused'}"] += 1
+
+
 # -- whole files: empty, binary, truncated, the wrong shape ------------------------------------------
 
 
-@fuzz(90)
+@fuzz(160)
 @given(st.sampled_from(["ground truth", "results", "config"]), st.data())
 def test_fuzz_broken_files(kind: str, data: st.DataObject) -> None:
     check_broken_file(kind, lambda valid: data.draw(broken_files(valid), label="file"))
@@ -304,6 +335,8 @@ FOUND = [
 FOUND += [
     ("config", Mutation(("data", "train_json"), "set", "")),
     ("config", Mutation(("student", "strong_augmentation", "brightness"), "set", math.inf)),
+    # a section's own check named the section ("model"), not the key, as the problem's field
+    ("config", Mutation(("model", "roi_positive_fraction"), "set", 0)),
 ]
 
 BROKEN_FOUND = [

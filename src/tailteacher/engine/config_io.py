@@ -174,9 +174,17 @@ def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, s
         path.append(key)
         annotation = model.model_fields[key].annotation
         model = _submodel(annotation)
-    dotted = _dotted(path)
     kind, given = err["type"], err.get("input")
     shown = "" if isinstance(given, dict) else f", got {given!r}"
+    checked = str(err["msg"]).removeprefix("Value error, ")
+    head, sep, rest = checked.partition(": ")
+    if kind == "value_error" and sep and model is not None and head in _settable(model):
+        # a section's own check ("roi_positive_fraction: expected …") names its key: file it there
+        path.append(head)
+        dotted, message = _dotted(path), rest
+        origin = next((t for k, t in set_by.items() if k == dotted or k.startswith(dotted + ".")), source)
+        return Problem(origin, "config", dotted, message)
+    dotted = _dotted(path)
     if kind == "extra_forbidden":
         parent, _, _ = _resolve(schema, path)
         message = f"unknown key; {_allowed(parent or schema, _dotted(path[:-1]))}"
