@@ -229,8 +229,17 @@ def _check_config(
     if in_record:
         fields = [m["field"] for m in PROBLEM_LINE.finditer(err)]
         assert any(f not in ("-", "yaml") for f in fields), err
-    if key is not None:  # "train.lr", or for a rule over two keys "train: … max_steps and epochs …"
-        assert key in err or all(part in err for part in key.split(".")), err
+    if key is not None:
+        # "train.lr"; a rule over several keys may name the section and both keys ("train: set
+        # exactly one of max_steps and epochs") or the other key (stage_box_weights, one per
+        # stage of stage_iou_thresholds)
+        section = key.rpartition(".")[0]
+        fields = [m["field"] for m in PROBLEM_LINE.finditer(err)]
+        assert (
+            key in err
+            or all(part in err for part in key.split("."))
+            or any(f.startswith(section + ".") for f in fields if section)
+        ), err
     return False
 
 
@@ -387,3 +396,12 @@ def test_a_sections_own_check_names_the_key() -> None:
         "model.roi_positive_fraction",
     )
     assert problem.message == "expected a number in (0, 1], got 0.0"
+
+
+def test_a_set_that_empties_a_section_is_named() -> None:
+    """Found by the fuzzer: the keys ``--set data={}`` left missing were blamed on the file."""
+    with pytest.raises(InputError) as err:
+        load_config("demo", ["data={}"])
+    assert {(p.file, p.field) for p in err.value.problems} == {
+        ("--set data={}", f"data.{key}") for key in ("train_json", "val_json", "image_root")
+    }

@@ -182,8 +182,7 @@ def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, s
         # a section's own check ("roi_positive_fraction: expected …") names its key: file it there
         path.append(head)
         dotted, message = _dotted(path), rest
-        origin = next((t for k, t in set_by.items() if k == dotted or k.startswith(dotted + ".")), source)
-        return Problem(origin, "config", dotted, message)
+        return Problem(_origin(set_by, dotted, source), "config", dotted, message)
     dotted = _dotted(path)
     if kind == "extra_forbidden":
         parent, _, _ = _resolve(schema, path)
@@ -194,8 +193,16 @@ def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, s
         message = f"expected {describe_type(annotation)}{shown}"
     else:
         message = str(err["msg"]).removeprefix("Value error, ") + shown
-    origin = next((t for k, t in set_by.items() if k == dotted or k.startswith(dotted + ".")), source)
-    return Problem(origin, "config", dotted, message)
+    return Problem(_origin(set_by, dotted, source), "config", dotted, message)
+
+
+def _origin(set_by: dict[str, str], dotted: str, source: str) -> str:
+    """The ``--set`` that set ``dotted``, one of its keys, or the section holding it (``--set
+    data={}`` leaves ``data.train_json`` missing); else the file."""
+    for key, text in reversed(set_by.items()):
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+            return text
+    return source
 
 
 def validate_config(
