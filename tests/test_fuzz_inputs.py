@@ -277,9 +277,11 @@ def test_fuzz_config_overrides(key: str, value: str) -> None:
     with _folder() as folder:
         config_path = folder / "config.yaml"
         config_path.write_text(yaml.safe_dump(_config_for(folder), sort_keys=False))
-        code, err = _cli(["prototypes", str(config_path), "--set", f"{key}={value}"])
+        code, err = _cli(["prototypes", str(config_path), f"--set={key}={value}"])  # "=": "-1" is no flag
         accepted = _check_config(code, err, folder, config_path, in_record=False)
-        assert accepted or f"--set {key}=" in err, err  # a value may span lines: no line parsing
+        # the --set named (a value may span lines: no line parsing), or for a rule over two keys
+        # the key it set ("model.weights: … for backbone 'efficientnet_lite0', not 'A'")
+        assert accepted or f"--set {key}=" in err or key.rpartition(".")[2] in err, err
     STATS["config --set cases"] += 1
     STATS[f"config --set {'accepted' if accepted else 'refused'}"] += 1
 
