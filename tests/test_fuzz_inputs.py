@@ -51,6 +51,7 @@ from fuzz_strategies import (
 from tailteacher.cli import main
 from tailteacher.engine.config_io import dump_config, load_config
 from tailteacher.errors import InputError
+from tailteacher.numbers import is_finite_number
 
 GT = valid_ground_truth()
 RESULTS = valid_results(GT)
@@ -116,6 +117,10 @@ def _record_field(m: Mutation) -> tuple[bool, str | None]:
     """Whether ``m`` changes a field of one record (not a whole record, a list or the top level),
     and then the field's key, which the message must name."""
     in_record = bool(m.record) and isinstance(m.record[-1], int) and isinstance(m.field, str)
+    if m.field in ("width", "height") and m.action == "set" and is_finite_number(m.value):
+        # a valid-looking size that puts the image's annotations outside it: they are named,
+        # with the size ("[2, 3, 8, 8] lies outside the 1.5x32 image")
+        return in_record, None
     return in_record, str(m.field) if in_record and m.action != "extra" else None
 
 
