@@ -8,6 +8,7 @@ the record and the field, and says what was expected.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InputError, Problem
 from ..numbers import is_finite_number
-from .segmentation import segmentation_problem
+from .segmentation import MAX_IMAGE_SIDE, segmentation_problem
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
 # tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
@@ -122,6 +123,14 @@ def _check_path(name: str) -> str | None:
     return None
 
 
+def _size(img: dict[str, Any]) -> tuple[float, float] | None:
+    """An image record's (height, width) when both are valid, else None (reported on the image)."""
+    h, w = img.get("height"), img.get("width")
+    if is_finite_number(h) and is_finite_number(w) and 0 < h <= MAX_IMAGE_SIDE and 0 < w <= MAX_IMAGE_SIDE:
+        return float(h), float(w)
+    return None
+
+
 def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     if not isinstance(images, list):
@@ -141,8 +150,8 @@ def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
             rep.add(where, "id", "duplicate image id")
             continue
         for key in ("width", "height"):
-            if not (is_finite_number(img.get(key)) and img[key] > 0):
-                rep.add(where, key, f"expected a positive number, got {img.get(key)!r}")
+            if not (is_finite_number(img.get(key)) and 0 < img[key] <= MAX_IMAGE_SIDE):
+                rep.add(where, key, f"expected a positive number ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
         why = _check_path(image_relpath(img))
         if why:
             rep.add(where, "file_name", why)
@@ -201,11 +210,17 @@ def _check_annotations(
         ok = True
         image_id = ann.get("image_id")
         img = images.get(image_id) if _is_id(image_id) else None
+        size = _size(img) if img is not None else None
         if img is None:
             rep.add(where, "image_id", f"refers to unknown image {image_id!r}")
             ok = False
-        if ann.get("category_id") not in category_ids:
-            rep.add(where, "category_id", f"refers to unknown category {ann.get('category_id')!r}")
+        category_id = ann.get("category_id")
+        if not _is_id(category_id):
+            got = f"{type(category_id).__name__} {category_id!r}"
+            rep.add(where, "category_id", f"expected an integer category id, got {got}")
+            ok = False
+        elif category_id not in category_ids:
+            rep.add(where, "category_id", f"refers to unknown category {category_id!r}")
             ok = False
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
@@ -214,18 +229,22 @@ def _check_annotations(
         elif bbox[2] <= 0 or bbox[3] <= 0:
             rep.add(where, "bbox", f"expected a positive width and height, got {bbox!r}")
             ok = False
-        elif img is not None and is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
+        elif size is not None:
             x, y, w, h = bbox
             if (
                 x < -BOX_TOLERANCE
                 or y < -BOX_TOLERANCE
-                or x + w > img["width"] + BOX_TOLERANCE
-                or (y + h > img["height"] + BOX_TOLERANCE)
+                or x + w > size[1] + BOX_TOLERANCE
+                or (y + h > size[0] + BOX_TOLERANCE)
             ):
-                rep.add(where, "bbox", f"{bbox} lies outside the {img['width']}x{img['height']} image")
+                rep.add(where, "bbox", f"{bbox} lies outside the {size[1]:g}x{size[0]:g} image")
                 ok = False
-        if "segmentation" in ann and img is not None:
-            why = segmentation_problem(ann["segmentation"], img.get("height", 0), img.get("width", 0))
+        area = ann.get("area", 0)
+        if not (is_finite_number(area) and area >= 0):  # as the evaluator's reader: split writes it on
+            rep.add(where, "area", f"expected a finite number ≥ 0, got {area!r}")
+            ok = False
+        if "segmentation" in ann and size is not None:  # a bad size is its image's problem
+            why = segmentation_problem(ann["segmentation"], *size)
             if why:
                 rep.add(where, *why)
                 ok = False
@@ -244,6 +263,32 @@ def _check_federated_lists(rep: _Report, images: dict[int, dict[str, Any]], cate
             unknown = sorted(set(ids) - category_ids)
             if unknown:
                 rep.add(f"image id={iid}", key, f"refers to unknown categories {unknown[:5]}")
+
+
+def _non_finite(raw: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """(record, field) of every NaN or ±Infinity in the file, records named as elsewhere."""
+    singular = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+    def walk(value: Any, path: str) -> Iterable[str]:
+        if isinstance(value, float) and not math.isfinite(value):
+            yield path
+        elif isinstance(value, dict):
+            for key, v in value.items():
+                yield from walk(v, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for k, v in enumerate(value):
+                yield from walk(v, f"{path}[{k}]")
+
+    for key, value in raw.items():
+        if key in singular and isinstance(value, list):
+            for k, record in enumerate(value):
+                rid = record.get("id") if isinstance(record, dict) else None
+                where = f"{singular[key]} id={rid}" if _is_id(rid) else f"{key}[{k}]"
+                for field_ in walk(record, ""):
+                    yield where, field_ or "-"
+        else:
+            for field_ in walk(value, str(key)):
+                yield "top level", field_
 
 
 def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) -> list[Problem]:
@@ -307,9 +352,15 @@ def load_lvis(
     """
     p = Path(path)
     rep = _Report(str(p))
+    constants: list[str] = []  # NaN, Infinity, -Infinity: Python's json reads them, the standard has none
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
     try:
-        with open(p, encoding="utf-8") as f:
-            raw = json.load(f)
+        with open(p, encoding="utf-8-sig") as f:  # a byte-order mark is skipped, as read_json does
+            raw = json.load(f, parse_constant=constant)
     except FileNotFoundError:
         raise InputError([Problem(str(p), "-", "-", "file not found")]) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -326,6 +377,9 @@ def load_lvis(
     category_ids = {int(c["id"]) for c in categories}
     annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids)
     _check_federated_lists(rep, images, category_ids)
+    if constants and not rep.problems:  # in a field nobody reads: it would break the json we write
+        for record, field_ in _non_finite(raw):
+            rep.add(record, field_, "expected a finite number (NaN and Infinity are not json)")
     if rep.problems:
         raise InputError(rep.problems)
     categories = sorted(categories, key=lambda c: int(c["id"]))

@@ -21,6 +21,10 @@ import numpy as np
 
 from ..numbers import is_finite_number
 
+#: The largest image side (px) either reader accepts: 2^20, so that H × W, RLE run lengths and
+#: pycocotools' sizes stay far inside int64; a larger value is a typo or a unit mix-up, not an image.
+MAX_IMAGE_SIDE = 2**20
+
 #: How far outside the image (in image widths / heights) a polygon vertex may lie. Labelling tools
 #: leave vertices a little outside the border; none has a reason to go a whole image further.
 POLYGON_MARGIN = 1.0

@@ -174,9 +174,16 @@ def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, s
         path.append(key)
         annotation = model.model_fields[key].annotation
         model = _submodel(annotation)
-    dotted = _dotted(path)
     kind, given = err["type"], err.get("input")
     shown = "" if isinstance(given, dict) else f", got {given!r}"
+    checked = str(err["msg"]).removeprefix("Value error, ")
+    head, sep, rest = checked.partition(": ")
+    if kind == "value_error" and sep and model is not None and head in _settable(model):
+        # a section's own check ("roi_positive_fraction: expected …") names its key: file it there
+        path.append(head)
+        dotted, message = _dotted(path), rest
+        return Problem(_origin(set_by, dotted, source), "config", dotted, message)
+    dotted = _dotted(path)
     if kind == "extra_forbidden":
         parent, _, _ = _resolve(schema, path)
         message = f"unknown key; {_allowed(parent or schema, _dotted(path[:-1]))}"
@@ -186,8 +193,16 @@ def _problem(schema: type[BaseModel], err: Any, source: str, set_by: dict[str, s
         message = f"expected {describe_type(annotation)}{shown}"
     else:
         message = str(err["msg"]).removeprefix("Value error, ") + shown
-    origin = next((t for k, t in set_by.items() if k == dotted or k.startswith(dotted + ".")), source)
-    return Problem(origin, "config", dotted, message)
+    return Problem(_origin(set_by, dotted, source), "config", dotted, message)
+
+
+def _origin(set_by: dict[str, str], dotted: str, source: str) -> str:
+    """The ``--set`` that set ``dotted``, one of its keys, or the section holding it (``--set
+    data={}`` leaves ``data.train_json`` missing); else the file."""
+    for key, text in reversed(set_by.items()):
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+            return text
+    return source
 
 
 def validate_config(
@@ -244,6 +259,8 @@ def load_config(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise InputError([Problem(source, "file", "-", f"cannot read: {err.strerror or err}")]) from None
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(source, f"byte {err.start}", "-", "not UTF-8 text")]) from None
     raw = parse_yaml(text, source)
     if raw is None:
         raw = {}

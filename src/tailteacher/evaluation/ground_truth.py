@@ -23,7 +23,7 @@ from typing import Any, TypeGuard
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from ..data.segmentation import segmentation_problem
+from ..data.segmentation import MAX_IMAGE_SIDE, segmentation_problem
 from ..errors import InputError, Problem
 from ..numbers import is_finite_number
 from .files import read_json
@@ -33,7 +33,8 @@ _MAX_PROBLEMS = 1000
 
 
 def is_id(v: object) -> TypeGuard[int]:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An integer id that numpy can hold (int64): 2**64 is no id (and overflowed the arrays)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
 
 
 @dataclass(eq=False)
@@ -170,8 +171,9 @@ def _check_images(
         ok = True
         for key in ("height", "width"):
             v = im.get(key)
-            if not (is_id(v) and v > 0):
-                problems.append(Problem(source, where, key, "expected a positive integer"))
+            if not (is_id(v) and 0 < v <= MAX_IMAGE_SIDE):
+                message = f"expected a positive integer ≤ {MAX_IMAGE_SIDE}, got {v!r}"
+                problems.append(Problem(source, where, key, message))
                 ok = False
         for key in ("neg_category_ids", "not_exhaustive_category_ids"):
             v = im.get(key)

@@ -42,7 +42,14 @@ class ModelConfig(BaseModel):
     ``ValueError`` (pydantic's ``ValidationError``) names the field and what to change.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        validate_default=True,
+        allow_inf_nan=False,  # NaN and ±inf are never a setting (YAML reads .nan and .inf)
+        str_min_length=1,  # "" is no path, backbone or device
+    )
 
     num_classes: int | None = Field(
         default=None, exclude=True, description="C foreground classes (labels 0…C−1); set from the data"
