@@ -87,12 +87,6 @@ class TargetsConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="optimizer")
-    max_nonfinite_steps: int = Field(
-        default=3,
-        ge=1,
-        description="a step whose loss is NaN/inf is skipped (no update) and counted; this many in a "
-        "row stop the run with the last checkpoint intact (1: stop at the first)",
-    )
     lr: float = Field(
         default=4e-5, gt=0, description="peak learning rate (reached after warm-up, then cosine)"
     )
@@ -112,6 +106,12 @@ class TrainConfig(StrictModel):
     epochs: int | None = Field(default=None, gt=0, description="passes over the data (set this or max_steps)")
     grad_clip: float | None = Field(
         default=None, gt=0, description="clip the gradients' global L2 norm; null: off"
+    )
+    max_nonfinite_steps: int = Field(
+        default=3,
+        ge=1,
+        description="a step whose loss is NaN/inf is skipped (no update) and counted; this many in a "
+        "row stop the run with the last checkpoint intact (1: stop at the first)",
     )
     accumulate: int = Field(default=1, ge=1, description="batches per optimizer step (gradient accumulation)")
     amp: bool = Field(default=False, description="bf16 autocast (GPUs with bf16: A100, H100; not V100)")
