@@ -37,7 +37,8 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # The main job: the demo benchmark generated, then split → prototypes → teacher → calibrate →
-# control → student → evaluation → report on 2 CPU cores (~22 min measured); run again to resume.
+# control → pseudo-label check → student → evaluation → report.html on 2 CPU cores (33 min measured
+# from a fresh clone, install included, with other work on the cores); run again to resume.
 demo: install
 	$(VENV)/bin/tailteacher demo
 
