@@ -20,16 +20,17 @@ from test_pipeline_run import overrides
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def test_per_class_rows_rarest_first_with_delta():
+def test_per_class_rows_rarest_first_with_gain_and_ccece():
     teacher = [
         {"id": 1, "name": "a", "frequency": "f", "instance_count": 100, "AP": 0.5},
         {"id": 2, "name": "b", "frequency": "r", "instance_count": 3, "AP": 0.25},
         {"id": 3, "name": "c", "frequency": "c", "instance_count": 20, "AP": None},
     ]
     student = [{"id": 1, "AP": 0.75}, {"id": 2, "AP": 0.0}, {"id": 3, "AP": None}]
-    rows = per_class_rows(teacher, student)
+    rows = per_class_rows(teacher, student, {1: 0.125, 2: -0.5})
     assert [r["name"] for r in rows] == ["b", "c", "a"]
-    assert [(r["ap_teacher"], r["ap_student"], r["delta"]) for r in rows] == [
+    assert [r["ccece"] for r in rows] == [-0.5, None, 0.125]
+    assert [(r["ap_teacher"], r["ap_student"], r["gain"]) for r in rows] == [
         (25.0, 0.0, -25.0),
         (None, None, None),
         (50.0, 75.0, 25.0),

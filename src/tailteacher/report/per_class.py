@@ -1,4 +1,5 @@
-"""The per-class table: training frequency, AP of teacher and student, and their difference."""
+"""The per-class table: training frequency, the teacher's Δ (Eq. 4), AP of teacher and student
+and their difference."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ def _points(v: Any) -> float | None:
 
 
 def per_class_rows(
-    teacher: Sequence[Mapping[str, Any]], student: Sequence[Mapping[str, Any]] | None = None
+    teacher: Sequence[Mapping[str, Any]],
+    student: Sequence[Mapping[str, Any]] | None = None,
+    ccece: Mapping[int, float] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per category of ``teacher``'s ``per_category`` (``LvisEvaluation.per_category``):
     id, name, group (r/c/f), train_instances (the category's ``instance_count``, the LVIS
     training frequency), ap_teacher and ap_student in points (None without ground truth, or no
-    student), delta = student − teacher. Sorted from the rarest (fewest training instances,
-    then id)."""
+    student), gain = student − teacher, and ccece: the teacher's Δ of the category (Eq. 4 on the
+    held-out split, ``ccece`` by category id; None without one). Sorted from the rarest (fewest
+    training instances, then id)."""
     by_id = {int(c["id"]): c for c in student or ()}
     rows = []
     for c in teacher:
@@ -34,7 +38,8 @@ def per_class_rows(
                 "train_instances": c.get("instance_count"),
                 "ap_teacher": t,
                 "ap_student": s,
-                "delta": None if t is None or s is None else s - t,
+                "gain": None if t is None or s is None else s - t,
+                "ccece": None if ccece is None else ccece.get(int(c["id"])),
             }
         )
     rows.sort(key=lambda r: (r["train_instances"] if r["train_instances"] is not None else 0, r["id"]))

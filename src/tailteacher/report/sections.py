@@ -148,7 +148,11 @@ def examples_section(run: RunData, count: int = 4, min_score: float = MIN_SCORE)
 
 
 def per_class_section(run: RunData) -> list[dict[str, Any]]:
-    rows = per_class_rows(run.teacher.per_category, run.student.per_category if run.student else None)
+    ccece = None
+    calibration = run.root / "calibration" / "calibration.json"  # the teacher's Δ on the held-out split
+    if calibration.is_file():
+        ccece = {int(c["id"]): float(c["delta"]) for c in read_json(calibration).get("categories", [])}
+    rows = per_class_rows(run.teacher.per_category, run.student.per_category if run.student else None, ccece)
 
     def fmt(v: float | None, sign: bool = False) -> str:
         return "–" if v is None else (f"{v:+.1f}" if sign else f"{v:.1f}")
@@ -159,7 +163,8 @@ def per_class_section(run: RunData) -> list[dict[str, Any]]:
             "text": {
                 "ap_teacher": fmt(r["ap_teacher"]),
                 "ap_student": fmt(r["ap_student"]),
-                "delta": fmt(r["delta"], sign=True),
+                "gain": fmt(r["gain"], sign=True),
+                "ccece": "–" if r["ccece"] is None else f"{r['ccece']:+.3f}",
             },
         }
         for r in rows
