@@ -124,6 +124,27 @@ def _record_field(m: Mutation) -> tuple[bool, str | None]:
     return in_record, str(m.field) if in_record and m.action != "extra" else None
 
 
+def _evaluate_case(
+    folder: Path, gt: Any, results: Any, mutation: Mutation, iou_type: str, kind: str
+) -> tuple[Path, Path, int, str]:
+    """Write ``gt`` and ``results`` into ``folder``, run ``evaluate --out`` on them and check the
+    outcome: the metrics file on exit 0 (removed again), a proper refusal otherwise. Returns the
+    two paths, the exit code and stderr."""
+    gt_path, res_path = folder / "gt.json", folder / "results.json"
+    gt_path.write_bytes(as_json(gt))
+    res_path.write_bytes(as_json(results))
+    out = folder / "metrics.json"
+    argv = ["evaluate", "--gt", str(gt_path), "--results", str(res_path), "--iou-type", iou_type]
+    code, err = _cli([*argv, "--out", str(out)])
+    _outcome(f"{kind} (evaluate)", code)
+    if code == 0:
+        assert out.exists()
+        out.unlink()
+    else:
+        _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
+    return gt_path, res_path, code, err
+
+
 # -- ground truth: the evaluator's reader and the training data's (split) ------------------------
 
 
@@ -134,20 +155,10 @@ def test_fuzz_ground_truth(mutation: Mutation, iou_type: str) -> None:
 
 
 def check_ground_truth(mutation: Mutation, iou_type: str = "segm") -> None:
-    gt = mutation.apply(GT)
     with _folder() as folder:
-        gt_path, res_path = folder / "gt.json", folder / "results.json"
-        gt_path.write_bytes(as_json(gt))
-        res_path.write_bytes(as_json(RESULTS))
-        out = folder / "metrics.json"
-        argv = ["evaluate", "--gt", str(gt_path), "--results", str(res_path), "--iou-type", iou_type]
-        code, err = _cli([*argv, "--out", str(out)])
-        _outcome("ground truth (evaluate)", code)
-        if code == 0:
-            assert out.exists()
-            out.unlink()
-        else:
-            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
+        gt_path, res_path, _, _ = _evaluate_case(
+            folder, mutation.apply(GT), RESULTS, mutation, iou_type, "ground truth"
+        )
         split_out = folder / "split"
         code, err = _cli(["split", "--train", str(gt_path), "--out", str(split_out)])
         _outcome("ground truth (split)", code)
@@ -169,19 +180,8 @@ def test_fuzz_results(mutation: Mutation, iou_type: str) -> None:
 
 
 def check_results(mutation: Mutation, iou_type: str = "segm") -> None:
-    results = mutation.apply(RESULTS)
     with _folder() as folder:
-        gt_path, res_path = folder / "gt.json", folder / "results.json"
-        gt_path.write_bytes(as_json(GT))
-        res_path.write_bytes(as_json(results))
-        out = folder / "metrics.json"
-        argv = ["evaluate", "--gt", str(gt_path), "--results", str(res_path), "--iou-type", iou_type]
-        code, err = _cli([*argv, "--out", str(out)])
-        _outcome("results (evaluate)", code)
-        if code == 0:
-            assert out.exists()
-        else:
-            _check_refusal(code, err, folder, [gt_path, res_path], *_record_field(mutation))
+        _, _, code, err = _evaluate_case(folder, GT, mutation.apply(RESULTS), mutation, iou_type, "results")
     if mutation.action == "extra":
         assert code == 0, f"an unknown key is allowed: {err}"
 

@@ -10,6 +10,7 @@ Lower level: ``Trainer(model=..., step_fn=..., optimizer=..., data=..., max_step
 """
 
 from ..modeling.config import ModelConfig
+from ..settings import StrictModel
 from .build import (
     build_hooks,
     build_optimizer,
@@ -21,7 +22,7 @@ from .build import (
     resolve_device,
 )
 from .checkpoint import Checkpointer, load_checkpoint, save_checkpoint
-from .config import Config, DataConfig, RunConfig, StrictModel, TargetsConfig, TrainConfig
+from .config import Config, DataConfig, RunConfig, TargetsConfig, TrainConfig
 from .config_io import (
     add_config_arguments,
     apply_overrides,

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ..numbers import is_finite_number
+from ..settings import StrictModel
 
 Classifier = Literal["softmax", "sigmoid"]
 ResNetNorm = Literal["batch", "frozen_batch"]
@@ -34,22 +35,13 @@ BoxWeights = Annotated[
 ]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictModel):
     """Everything ``build_model`` needs. Defaults: detectron2's and torchvision's (800/1333 px, 300
     detections) with the CPU-sized heads of the embedded benchmark (64-channel FPN, 256-d box head).
 
     Construct with keywords, e.g. ``ModelConfig(num_classes=3, image_min_size=96, image_max_size=96)``;
     ``ValueError`` (pydantic's ``ValidationError``) names the field and what to change.
     """
-
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        validate_default=True,
-        allow_inf_nan=False,  # NaN and ±inf are never a setting (YAML reads .nan and .inf)
-        str_min_length=1,  # "" is no path, backbone or device
-    )
 
     num_classes: int | None = Field(
         default=None, exclude=True, description="C foreground classes (labels 0…C−1); set from the data"
