@@ -6,16 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tailteacher.engine import (
-    Config,
-    add_config_arguments,
-    config_from_args,
-    config_hash,
-    config_reference,
-    dump_config,
-    load_config,
-    save_config,
-)
+from tailteacher.config import Config
+from tailteacher.config_io import add_config_arguments, config_from_args, config_reference, load_config
+from tailteacher.engine import config_hash, dump_config, save_config
 from tailteacher.errors import InputError
 
 ROOT = Path(__file__).parents[1]
@@ -225,5 +218,5 @@ def test_config_is_frozen():
 def test_docs_hold_the_generated_config_reference():
     docs = (ROOT / "docs" / "engine.md").read_text()
     assert config_reference() in docs, (
-        "regenerate: python -c 'from tailteacher.engine import config_reference as r; print(r())'"
+        "regenerate: python -c 'from tailteacher.config_io import config_reference as r; print(r())'"
     )

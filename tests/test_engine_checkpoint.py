@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tailteacher.config_io import load_config
 from tailteacher.engine import (
     Checkpointer,
     HookBase,
@@ -17,7 +18,6 @@ from tailteacher.engine import (
     build_trainer,
     config_hash,
     load_checkpoint,
-    load_config,
     read_metrics,
     save_checkpoint,
 )
@@ -135,7 +135,9 @@ def test_build_trainer_from_config_saves_config_logs_and_resumes(tmp_path, capsy
         model = engine_toy.mlp(batchnorm=True)
         source = LoaderSource(engine_toy.regression_data(40), batch_size=4, seed=3)
         return build_trainer(
-            cfg,
+            cfg.train,
+            cfg.run,
+            record=cfg,
             model=model,
             step_fn=engine_toy.mse_step,
             data=source,

@@ -49,7 +49,8 @@ from fuzz_strategies import (
     valid_results,
 )
 from tailteacher.cli import main
-from tailteacher.engine.config_io import dump_config, load_config
+from tailteacher.config_io import load_config
+from tailteacher.engine import dump_config
 from tailteacher.errors import InputError
 from tailteacher.numbers import is_finite_number
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tailteacher.cli import main
+from tailteacher.config_io import load_config
 from tailteacher.data.synth import generate
-from tailteacher.engine import LoaderSource, Trainer, build_trainer, load_config, read_metrics
+from tailteacher.engine import LoaderSource, Trainer, build_trainer, read_metrics
 from tailteacher.engine.hooks import EvalHook
 from tailteacher.errors import InputError
 from tailteacher.pipeline.data import load_train_data
@@ -69,7 +70,14 @@ def test_eval_hook_logs_val_records_every_k_steps_and_restores_train_mode(tmp_pa
 
     source = LoaderSource(engine_toy.regression_data(40), batch_size=4, seed=3)
     trainer = build_trainer(
-        config, model=model, step_fn=engine_toy.mse_step, data=source, eval_fn=eval_fn, progress=False
+        config.train,
+        config.run,
+        record=config,
+        model=model,
+        step_fn=engine_toy.mse_step,
+        data=source,
+        eval_fn=eval_fn,
+        progress=False,
     )
     trainer.train()
     assert model.training and modes == [True, True, True]

@@ -166,7 +166,7 @@ def test_calibrate_refuses_a_heldout_split_that_overlaps_training(tiny, tmp_path
 def test_random_init_prototypes_do_not_depend_on_the_global_seed(tiny, tmp_path):
     from safetensors.torch import load_file
 
-    from tailteacher.engine.config_io import load_config
+    from tailteacher.config_io import load_config
     from tailteacher.pipeline.prototypes import compute_prototypes
 
     paths = []

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tailteacher.config_io import load_config
 from tailteacher.data.dataset import Skipped
 from tailteacher.data.skips import check_skipped, skip_summary
 from tailteacher.data.synth import generate
-from tailteacher.engine.config_io import load_config
 from tailteacher.errors import InputError
 
 CONFIG = Path(__file__).parents[1] / "src" / "tailteacher" / "configs" / "demo.yaml"

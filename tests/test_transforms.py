@@ -384,7 +384,7 @@ def test_bad_parameters_are_refused() -> None:
 
 
 def test_strong_augmentation_takes_the_configured_photometric_ops() -> None:
-    from tailteacher.engine.config import StudentConfig
+    from tailteacher.config import StudentConfig
 
     # The config's defaults are the dataclass's (one set of peer defaults, not two).
     assert Photometric(**StudentConfig().strong_augmentation.model_dump()) == Photometric()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tailteacher.engine.config_io import load_config
+from tailteacher.config_io import load_config
 from tailteacher.errors import InputError
 from tailteacher.modeling import ModelConfig, build_backbone, load_backbone_weights
 from tailteacher.modeling.checkpoint import read_state_dict

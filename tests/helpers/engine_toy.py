@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from tailteacher.config import Config
 from tailteacher.engine import (
     Checkpointer,
     CheckpointHook,
-    Config,
     DistInfo,
     HookBase,
     LoaderSource,

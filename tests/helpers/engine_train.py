@@ -26,13 +26,15 @@ def main() -> None:
     torch.set_num_threads(1)
     config = engine_toy.toy_config(args.run_dir)
     config = config.model_copy(update={"run": config.run.model_copy(update={"resume": args.resume})})
-    dist, device = init_run(config)
+    dist, device = init_run(config.train)
     model = engine_toy.mlp(dropout=0.2, batchnorm=True).to(device)
     data = engine_toy.NoisyData(engine_toy.regression_data(40))
     source = LoaderSource(data, batch_size=config.data.batch_size, seed=config.train.seed, dist=dist)
     extra = [engine_toy.Sleep(args.sleep)] if args.sleep else []
     trainer = build_trainer(
-        config,
+        config.train,
+        config.run,
+        record=config,
         model=model,
         step_fn=engine_toy.two_loss_step,
         data=source,

@@ -23,7 +23,7 @@ def _names(text: str) -> list[str]:
 
 
 def register(sub: Any) -> None:
-    from ..engine.config_io import add_config_arguments
+    from ..config_io import add_config_arguments
 
     p = sub.add_parser(
         "ablate",
@@ -65,8 +65,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.config import Config
-    from ..engine.config_io import config_from_args
+    from ..config import Config
+    from ..config_io import config_from_args
     from ..pipeline.ablation import AblationPlan, run_ablation
 
     if args.seeds < 1:

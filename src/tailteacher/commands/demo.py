@@ -29,9 +29,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import Config
+    from ..config_io import PACKAGED_CONFIGS, load_config
     from ..data.synth import generate
-    from ..engine.config import Config
-    from ..engine.config_io import PACKAGED_CONFIGS, load_config
     from ..pipeline.run import run_pipeline
     from ..report.markdown import format_table, gain_sentence
     from .synth import format_summary

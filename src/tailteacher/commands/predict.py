@@ -11,7 +11,7 @@ from ..errors import InputError
 
 
 def register(sub: Any) -> None:
-    from ..engine.config_io import add_config_arguments
+    from ..config_io import add_config_arguments
 
     p = sub.add_parser(
         "predict",
@@ -31,11 +31,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import Config
+    from ..config_io import config_from_args
     from ..data.lvis_json import load_lvis
     from ..data.skips import check_skipped
     from ..engine import init_run
-    from ..engine.config import Config
-    from ..engine.config_io import config_from_args
     from ..io import atomic_write_json
     from ..pipeline.data import load_train_data
     from ..pipeline.detector import build_detector, load_detector_weights
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     config: Config = config_from_args(args)
-    _, device = init_run(config)
+    _, device = init_run(config.train)
     train = load_train_data(config)
     data = load_lvis(args.data, config.data.image_root)
     if data.category_ids != train.category_ids:

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from ..engine.config_io import add_config_arguments
+    from ..config_io import add_config_arguments
 
     p = sub.add_parser(
         "prototypes",
@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.config_io import config_from_args
+    from ..config_io import config_from_args
     from ..pipeline.prototypes import compute_prototypes
 
     compute_prototypes(config_from_args(args), str(args.checkpoint) if args.checkpoint else None)

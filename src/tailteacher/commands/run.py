@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from ..engine.config_io import add_config_arguments
+    from ..config_io import add_config_arguments
 
     p = sub.add_parser(
         "run",
@@ -22,8 +22,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.config import Config
-    from ..engine.config_io import config_from_args
+    from ..config import Config
+    from ..config_io import config_from_args
     from ..pipeline.run import run_pipeline
     from ..report.markdown import format_table, gain_sentence
 

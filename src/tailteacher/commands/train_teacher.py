@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from ..engine.config_io import add_config_arguments
+    from ..config_io import add_config_arguments
 
     p = sub.add_parser(
         "train-teacher",
@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.config_io import config_from_args
+    from ..config_io import config_from_args
     from ..pipeline.teacher import train_teacher
     from ..report.markdown import format_metrics
 

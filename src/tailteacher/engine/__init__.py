@@ -1,15 +1,15 @@
 """The training engine shared by teacher and student: a small trainer with hooks, config, checkpoints.
 
-    dist, device = init_run(config)                    # torchrun env → process group, seeds, device
+    dist, device = init_run(config.train)              # torchrun env → process group, seeds, device
     model = build_my_model().to(device)
-    trainer = build_trainer(config, model=model, step_fn=step_fn, data=LoaderSource(...))
+    trainer = build_trainer(config.train, config.run, record=config, model=model, step_fn=step_fn,
+                            data=LoaderSource(...))
     trainer.train()
 
 ``step_fn(model, batch) -> {name: scalar loss}`` is the only thing teacher and student differ in.
 Lower level: ``Trainer(model=..., step_fn=..., optimizer=..., data=..., max_steps=..., hooks=[...])``.
 """
 
-from ..modeling.config import ModelConfig
 from ..settings import StrictModel
 from .build import (
     build_hooks,
@@ -22,18 +22,8 @@ from .build import (
     resolve_device,
 )
 from .checkpoint import Checkpointer, load_checkpoint, save_checkpoint
-from .config import Config, DataConfig, RunConfig, TargetsConfig, TrainConfig
-from .config_io import (
-    add_config_arguments,
-    apply_overrides,
-    config_from_args,
-    config_hash,
-    config_reference,
-    dump_config,
-    load_config,
-    save_config,
-    validate_config,
-)
+from .config import RunConfig, TrainConfig
+from .config_files import config_hash, dump_config, save_config
 from .data_source import BatchSource, LoaderSource
 from .distributed import DistInfo, current_dist_info, dist_info_from_env, init_distributed, shutdown
 from .hooks import CheckpointHook, EMAHook, EvalHook, HookBase
@@ -46,8 +36,6 @@ __all__ = [
     "BatchSource",
     "CheckpointHook",
     "Checkpointer",
-    "Config",
-    "DataConfig",
     "DistInfo",
     "EMAHook",
     "EvalHook",
@@ -55,23 +43,17 @@ __all__ = [
     "LoaderSource",
     "LoggingHook",
     "MetricsWriter",
-    "ModelConfig",
     "RunConfig",
     "StepFn",
     "StrictModel",
-    "TargetsConfig",
     "TrainConfig",
     "Trainer",
     "WarmupCosine",
-    "add_config_arguments",
-    "apply_overrides",
     "build_hooks",
     "build_optimizer",
     "build_scheduler",
     "build_trainer",
-    "config_from_args",
     "config_hash",
-    "config_reference",
     "current_dist_info",
     "derive_seed",
     "dist_info_from_env",
@@ -80,7 +62,6 @@ __all__ = [
     "init_distributed",
     "init_run",
     "load_checkpoint",
-    "load_config",
     "max_steps_for",
     "parameter_groups",
     "preserved_rng",
@@ -92,6 +73,5 @@ __all__ = [
     "set_deterministic",
     "set_rng_state",
     "shutdown",
-    "validate_config",
     "warmup_cosine_scheduler",
 ]

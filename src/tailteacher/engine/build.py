@@ -1,6 +1,9 @@
-"""The one layer that turns a config into training objects: optimizer, schedule, hooks, trainer.
+"""The one layer that turns the engine's settings (``train``, ``run``) into training objects:
+optimizer, schedule, hooks, trainer.
 
-Everything below it (``Trainer``, the hooks) takes built parts, never a config.
+Everything below it (``Trainer``, the hooks) takes built parts, never settings. The whole run
+config reaches the engine only as ``record``: what ``build_trainer`` saves beside the run and hashes
+into its checkpoints.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..errors import InputError
 from .checkpoint import Checkpointer
-from .config import Config, TrainConfig
-from .config_io import config_hash, save_config
+from .config import RunConfig, TrainConfig
+from .config_files import config_hash, save_config
 from .data_source import BatchSource
 from .distributed import DistInfo, current_dist_info, default_device, init_distributed
 from .hooks import CheckpointHook, EMAHook, EvalHook, HookBase
@@ -39,14 +43,14 @@ def resolve_device(train: TrainConfig, dist: DistInfo) -> torch.device:
     return default_device(dist)
 
 
-def init_run(config: Config) -> tuple[DistInfo, torch.device]:
+def init_run(train: TrainConfig) -> tuple[DistInfo, torch.device]:
     """Before building the model: join the process group torchrun described (if any), seed python,
     numpy and torch from (``train.seed``, rank), ask for deterministic kernels if configured, and
     return this process's rank info and device."""
     dist = init_distributed()
-    seed_everything(config.train.seed, dist.rank)
-    set_deterministic(config.train.deterministic)
-    return dist, resolve_device(config.train, dist)
+    seed_everything(train.seed, dist.rank)
+    set_deterministic(train.deterministic)
+    return dist, resolve_device(train, dist)
 
 
 def max_steps_for(train: TrainConfig, batches_per_epoch: int | None = None) -> int:
@@ -87,7 +91,8 @@ def build_scheduler(optimizer: Optimizer, train: TrainConfig, max_steps: int) ->
 
 
 def build_hooks(
-    config: Config,
+    train: TrainConfig,
+    run_dir: str,
     *,
     model: nn.Module,
     dist: DistInfo,
@@ -98,7 +103,6 @@ def build_hooks(
     """EMA (if ``train.ema_momentum``), ``extra_hooks``, logging, evaluation (if ``eval_fn``:
     every ``train.eval_every`` steps and after the last, logged as ``val/<name>``), and the
     checkpoint hook last, so that a checkpoint holds what the others did at its step."""
-    train, run_dir = config.train, config.run.run_dir
     writer = MetricsWriter(run_dir, enabled=dist.is_main)
     hooks: list[HookBase] = []
     if train.ema_momentum is not None:
@@ -113,8 +117,10 @@ def build_hooks(
 
 
 def build_trainer(
-    config: Config,
+    train: TrainConfig,
+    run: RunConfig,
     *,
+    record: BaseModel,
     model: nn.Module,
     step_fn: StepFn,
     data: BatchSource,
@@ -125,20 +131,26 @@ def build_trainer(
     progress: bool = True,
     ddp_kwargs: Mapping[str, Any] | None = None,
 ) -> Trainer:
-    """A trainer as ``config`` says, its config saved in ``run.run_dir/config.yaml`` (rank 0), and
-    resumed from the run folder's latest checkpoint when ``run.resume`` is set.
+    """A trainer as ``train`` says, in ``run.run_dir``: ``record`` (the whole run config) saved as
+    ``run.run_dir/config.yaml`` (rank 0) and its hash kept in every checkpoint; resumed from the
+    run folder's latest checkpoint when ``run.resume`` is set.
 
     ``model`` must already be on its device (``resolve_device``); the seed must have been set before
     the model was built (``seed.seed_everything(train.seed, rank)``).
     """
     dist = dist or current_dist_info()
-    train = config.train
     max_steps = max_steps_for(train, batches_per_epoch)
     optimizer = build_optimizer(model, train)
     hooks = build_hooks(
-        config, model=model, dist=dist, eval_fn=eval_fn, extra_hooks=extra_hooks, progress=progress
+        train,
+        run.run_dir,
+        model=model,
+        dist=dist,
+        eval_fn=eval_fn,
+        extra_hooks=extra_hooks,
+        progress=progress,
     )
-    chash = config_hash(config)
+    chash = config_hash(record)
     trainer = Trainer(
         model=model,
         step_fn=step_fn,
@@ -156,8 +168,8 @@ def build_trainer(
         max_nonfinite_in_a_row=train.max_nonfinite_steps,
     )
     if dist.is_main:
-        save_config(config, config.run.run_dir)
-    if config.run.resume:
+        save_config(record, run.run_dir)
+    if run.resume:
         checkpoint_hook = hooks[-1]
         assert isinstance(checkpoint_hook, CheckpointHook)
         path = checkpoint_hook.checkpointer.latest()

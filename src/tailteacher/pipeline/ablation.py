@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import Config, StudentConfig
+from ..config import Config, StudentConfig
 from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from ..report.markdown import METRICS, format_table, result_row

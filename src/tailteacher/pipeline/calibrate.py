@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import Config
 from ..data.lvis_json import load_lvis
 from ..engine import init_run
-from ..engine.config import Config
 from ..errors import InputError
 from ..evaluation.detection_calibration import CalibrationReport
 from ..evaluation.report import write_calibration
@@ -29,7 +29,7 @@ def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[Ca
         raise InputError(
             "data.heldout_json: the calibration needs held-out labeled images (`tailteacher split`)"
         )
-    _, device = init_run(config)
+    _, device = init_run(config.train)
     run_dir = Path(config.run.run_dir)
     weights = Path(checkpoint) if checkpoint else run_dir / "model_final.safetensors"
     train = load_train_data(config)

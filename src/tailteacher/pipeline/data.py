@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.lvis_json import LvisData, load_lvis
 from ..data.sampling import RepeatFactorSampler, repeat_factors
@@ -31,7 +32,6 @@ from ..data.transforms import (
     weak_augmentation,
     weak_strong_views,
 )
-from ..engine.config import Config
 
 #: ``KeyedSampler`` keys a draw by epoch · DRAWS_PER_EPOCH + position in the epoch.
 DRAWS_PER_EPOCH = 1 << 20

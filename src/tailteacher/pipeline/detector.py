@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import Config
 from ..data.frequency import image_counts
 from ..data.lvis_json import LvisData
-from ..engine.config import Config
 from ..errors import InputError
 from ..modeling import CascadeMaskRCNN, ModelConfig, build_model
 from ..modeling.checkpoint import read_state_dict

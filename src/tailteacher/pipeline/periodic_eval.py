@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..config import Config
 from ..data.lvis_json import load_lvis
-from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..evaluation import evaluate, gather_results, load_ground_truth
 from .prediction import predict

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.lvis_json import LvisData, load_lvis
 from ..data.skips import check_skipped
-from ..engine.config import Config
 from ..evaluation import evaluate
 from ..io import atomic_write_bytes, atomic_write_json
 from ..modeling import CascadeMaskRCNN

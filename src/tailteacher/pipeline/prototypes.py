@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.skips import check_skipped
 from ..engine import resolve_device
-from ..engine.config import Config
 from ..engine.distributed import current_dist_info
 from ..engine.seed import preserved_rng, seed_everything
 from ..errors import InputError

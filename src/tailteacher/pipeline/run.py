@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import Config, StudentConfig
-from ..engine.config_io import config_hash
+from ..config import Config, StudentConfig
+from ..engine.config_files import config_hash
 from ..errors import InputError
 from ..report.markdown import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, run_stage
@@ -163,7 +163,7 @@ def pseudo_label_stage(
         from .pseudo_label_quality import group_index, measure_pseudo_labels
         from .student import pseudo_label_config
 
-        _, device = init_run(config)
+        _, device = init_run(config.train)
         model = build_detector(config, load_train_data(config)).to(device)
         load_detector_weights(model, teacher.result["checkpoint"])
         truth = load_lvis(truth_file, config.data.image_root)

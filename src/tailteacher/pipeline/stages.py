@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config_io import canonical_hash
+from ..engine.config_files import canonical_hash
 from ..errors import InputError
 from ..io import atomic_write_json
 

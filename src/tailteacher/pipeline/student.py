@@ -20,11 +20,11 @@ from typing import Any
 
 from torch.utils.data import DistributedSampler
 
+from ..config import Config, StudentConfig
 from ..data.dataset import LvisDataset, collate
 from ..data.lvis_json import load_lvis
 from ..data.transforms import Photometric
 from ..engine import LoaderSource, build_trainer, init_run
-from ..engine.config import Config, StudentConfig
 from ..engine.hooks import EMAHook
 from ..errors import InputError
 from ..io import atomic_write_json
@@ -112,7 +112,7 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         from safetensors.torch import load_file
 
         delta = load_file(s.delta)["delta"]
-    dist, device = init_run(config)
+    dist, device = init_run(config.train)
     run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
     if delta is not None and delta.shape != (data.num_classes,):
@@ -173,7 +173,9 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
 
     hooks = [EMAHook(student, s.teacher_momentum, target=teacher)] if s.teacher == "ema" else []
     trainer = build_trainer(
-        config,
+        config.train,
+        config.run,
+        record=config,
         model=student.to(device),
         step_fn=step,
         data=PairedSource(labeled, unlabeled),

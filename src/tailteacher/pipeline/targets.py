@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from ..config import Config
 from ..data.dataset import Sample
-from ..engine.config import Config
 from ..errors import InputError
 from ..labels import similarity_smoothing_matrix, smooth_targets, uniform_smooth_targets
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped, collate
 from ..data.frequency import frequency_groups
 from ..data.lvis_json import LvisData, check_image_files
 from ..data.skips import check_skipped
 from ..engine import EMAHook, LoaderSource, build_trainer, init_run
-from ..engine.config import Config
 from ..errors import InputError
 from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
@@ -50,7 +50,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     """Train the teacher as ``config`` says; evaluate it on ``data.val_json`` at the end (and every
     ``train.eval_every`` steps if set: ``val/AP``, … in metrics.jsonl and TensorBoard)."""
     t0 = time.perf_counter()
-    dist, device = init_run(config)
+    dist, device = init_run(config.train)
     run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
     _check_some_images(data)
@@ -99,7 +99,9 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         return ema.ema
 
     trainer = build_trainer(
-        config,
+        config.train,
+        config.run,
+        record=config,
         model=model,
         step_fn=step_fn,
         data=source,

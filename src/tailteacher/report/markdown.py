@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import Config
-from ..engine.config_io import config_hash
+from ..config import Config
+from ..engine.config_files import config_hash
 from ..io import atomic_write_bytes, atomic_write_json
 from ..pipeline.stages import StageOutcome
 

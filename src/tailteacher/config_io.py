@@ -1,5 +1,5 @@
-"""Config files: YAML in, ``--set key.path=value`` overrides, errors a user can act on, the resolved
-config saved beside the run with a stable hash.
+"""Run config files: YAML in, ``--set key.path=value`` overrides, errors a user can act on, the
+schema's reference for docs/engine.md. (Saving and hashing a resolved config: ``engine.config_files``.)
 
 Every problem (not only the first) becomes a ``tailteacher.errors.Problem`` naming the file (or
 the ``--set`` that caused it), the dotted key (``train.lr``) and what is allowed there: for an
@@ -13,7 +13,6 @@ YAML 1.2 and every user do.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -26,12 +25,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import InputError, Problem
-from ..io import atomic_write_bytes
 from .config import Config
+from .errors import InputError, Problem
 
 M = TypeVar("M", bound=BaseModel)
-CONFIG_FILE = "config.yaml"
 TOP = "(top level)"
 
 
@@ -228,7 +225,7 @@ def validate_config(
 
 
 #: The configs shipped inside the package (``tailteacher/configs/NAME.yaml``).
-PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def packaged_configs() -> list[str]:
@@ -268,35 +265,6 @@ def load_config(
     if isinstance(raw, dict):
         raw, set_by = apply_overrides(raw, overrides, schema)
     return validate_config(raw, source, schema, set_by)
-
-
-# -- saving and hashing -----------------------------------------------------------------------
-
-
-def canonical_hash(payload: Any) -> str:
-    """SHA-256 of ``payload`` as canonical JSON (sorted keys, no spaces, UTF-8)."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def config_hash(config: BaseModel, exclude: Iterable[str] = ("run",)) -> str:
-    """SHA-256 of the resolved config (canonical JSON, sorted keys) without the ``exclude`` sections:
-    where a run lives and whether it resumes do not change what it computes."""
-    return canonical_hash(config.model_dump(mode="json", exclude=set(exclude)))
-
-
-def dump_config(config: BaseModel) -> str:
-    """The resolved config as YAML, every default written out; reads back to an equal config."""
-    header = f"# Resolved config (defaults filled in). config hash: {config_hash(config)}\n"
-    body: str = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    return header + body
-
-
-def save_config(config: BaseModel, run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``run_dir/config.yaml`` atomically; returns its path."""
-    path = Path(run_dir) / CONFIG_FILE
-    atomic_write_bytes(path, dump_config(config).encode("utf-8"))
-    return path
 
 
 # -- the command line -------------------------------------------------------------------------

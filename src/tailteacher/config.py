@@ -1,0 +1,187 @@
+"""The run configuration: typed sections that check themselves (pydantic, unknown keys refused).
+
+``data``, ``model`` (``modeling.ModelConfig``), ``targets``, ``train`` and ``run`` (the engine's,
+``engine.config``) and ``student``. Reading YAML, ``--set`` overrides and error messages are in
+``config_io``; saving and hashing in ``engine.config_files``. Paths are strings, relative to the
+working directory; whether a file exists is checked by the stage that reads it, not here (so a
+config can be checked on a machine without the data). Each section is a small model; a stage that
+needs more adds a section, not keys to another one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .engine.config import RunConfig, TrainConfig
+from .modeling.config import ModelConfig
+from .settings import StrictModel
+
+
+class DataConfig(StrictModel):
+    train_json: str = Field(description="LVIS/COCO json of the labeled training images (after the split)")
+    val_json: str = Field(description="LVIS/COCO json the model is evaluated on")
+    image_root: str = Field(description="folder the images' file_name are relative to")
+    unlabeled_json: str | None = Field(
+        default=None, description="json listing the unlabeled images (student)"
+    )
+    heldout_json: str | None = Field(
+        default=None, description="held-out labeled images (the 15%: tuning, CCECE)"
+    )
+    max_skipped_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="a stage stops when more than this share of the images it read could not be "
+        "used (unreadable, or another size than the record); each skipped image is listed",
+    )
+    batch_size: int = Field(default=2, gt=0, description="images per process per batch")
+    workers: int = Field(default=2, ge=0, description="data-loading worker processes per process")
+    repeat_factor_threshold: float | None = Field(
+        default=0.001,
+        gt=0,
+        le=1,
+        description="t of repeat-factor sampling (LVIS standard); null: plain shuffling",
+    )
+    image_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="side length images are drawn or resized to by the data pipeline; null: as stored",
+    )
+
+
+class TargetsConfig(StrictModel):
+    kind: Literal["onehot", "uniform", "similarity"] = Field(
+        default="similarity", description="teacher targets: one-hot, uniform smoothing, or Eq. 2–3"
+    )
+    eps: float = Field(default=0.1, ge=0, le=1, description="ε of Eq. 3 (and of uniform smoothing)")
+    prototypes: str | None = Field(
+        default=None,
+        description="prototypes.safetensors for kind=similarity (from `tailteacher prototypes`); "
+        "null: computed into the run folder before training",
+    )
+    gamma: float = Field(default=1.5, ge=0, description="γ of Eq. 2: class-frequency modulation")
+    temperature: float = Field(
+        default=1.0, gt=0, description="temperature on S in Eq. 2 (ours; 1 = the paper)"
+    )
+    instance_embedding: Literal["crop", "roi"] = Field(
+        default="crop",
+        description="Eq. 1's B(x): crop = each box cut out, resized to crop_size and run through the "
+        "trunk; roi = the trunk's stride-16 map of the whole image pooled in the box (D62)",
+    )
+    crop_size: int = Field(
+        default=224, gt=0, description="side in pixels of an instance crop (instance_embedding: crop)"
+    )
+
+
+class StrongAugmentationConfig(StrictModel):
+    """The student's strong view, photometric part (``data.transforms.Photometric``). Defaults are
+    Unbiased Teacher's and SoftTeacher's. Hue shifts and grayscale change what an object looks
+    like, not only how it is lit: where colour tells classes apart they teach a pseudo-label's class
+    on an object of another colour (measured on the benchmark, D61)."""
+
+    brightness: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    contrast: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    saturation: float = Field(default=0.4, ge=0, description="jitter strength b: factor U(1 − b, 1 + b)")
+    hue: float = Field(
+        default=0.1, ge=0, le=0.5, description="hue shift U(−hue, hue), fractions of the wheel"
+    )
+    color_jitter_p: float = Field(default=0.8, ge=0, le=1, description="probability of the colour jitter")
+    grayscale_p: float = Field(default=0.2, ge=0, le=1, description="probability of grayscale")
+    blur_p: float = Field(default=0.5, ge=0, le=1, description="probability of a Gaussian blur (σ 0.1–2 px)")
+
+
+class StudentConfig(StrictModel):
+    pseudo_labels: Literal["onehot", "soft", "calibrated"] = Field(
+        default="calibrated", description="onehot (baseline, τ on the top score), soft, or calibrated (Eq. 5)"
+    )
+    teacher_checkpoint: str | None = Field(
+        default=None,
+        description="the trained teacher's weights (model_final.safetensors); `tailteacher run` fills it in",
+    )
+    delta: str | None = Field(
+        default=None, description="delta.safetensors from `tailteacher calibrate` (required by calibrated)"
+    )
+    lam: float = Field(default=2.0, description="λ of Eq. 5")
+    support: Literal["all", "nonzero"] = Field(
+        default="all", description="Eq. 5 on the whole row (all) or on the teacher's top-k classes (nonzero)"
+    )
+    threshold_on: Literal["teacher", "corrected", "foreground"] = Field(
+        default="teacher",
+        description="box_threshold on the teacher's top class score, the corrected row's max "
+        "(calibrated), or the teacher's top-k row sum: how surely the box is an object (D63)",
+    )
+    box_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="keep pseudo-boxes whose top score (see threshold_on) ≥ this; null: per mode",
+    )
+    ignore_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="teacher boxes scoring in [this, box_threshold) are ignored (no loss), not background",
+    )
+    renormalize: bool = Field(
+        default=False,
+        description="divide each pseudo-label row by its sum: a box over τ is surely an object, its "
+        "class soft (D61); false: the row's missing mass is background",
+    )
+    top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
+    unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
+    unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
+    unsup_box_loss: bool = Field(
+        default=True,
+        description="train box regression (RPN and cascade) on pseudo-boxes; off: classification only",
+    )
+    unsup_mask_loss: bool = Field(
+        default=True, description="train the mask head on the teacher's thresholded pseudo-masks"
+    )
+    teacher: Literal["frozen", "ema"] = Field(
+        default="frozen", description="frozen teacher, or an EMA of the student"
+    )
+    teacher_momentum: float = Field(default=0.999, gt=0, lt=1, description="EMA momentum when teacher=ema")
+    strong_augmentation: StrongAugmentationConfig = Field(
+        default_factory=StrongAugmentationConfig,
+        description="photometric ops of the student's strong view (scale jitter 0.5–1.5, flip and "
+        "cutout are fixed)",
+    )
+    max_steps: int | None = Field(
+        default=None, gt=0, description="the student's train.max_steps; null: train's"
+    )
+    lr: float | None = Field(default=None, gt=0, description="the student's train.lr; null: train's")
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="the student's train.warmup_steps; null: train's"
+    )
+
+    def schedule(self, train: TrainConfig) -> TrainConfig:
+        """``train`` with this section's schedule overrides (max_steps, lr, warmup_steps) applied."""
+        update: dict[str, object] = {}
+        if self.max_steps is not None:
+            update.update(max_steps=self.max_steps, epochs=None)
+        if self.lr is not None:
+            update["lr"] = self.lr
+        if self.warmup_steps is not None:
+            update["warmup_steps"] = self.warmup_steps
+        return train.model_copy(update=update)
+
+
+class Config(StrictModel):
+    """The whole configuration of one training run."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    targets: TargetsConfig = TargetsConfig()
+    train: TrainConfig
+    run: RunConfig
+    student: StudentConfig | None = None
+
+    @model_validator(mode="after")
+    def _classes_come_from_the_data(self) -> Config:
+        if self.model.num_classes is not None or self.model.class_frequencies is not None:
+            raise ValueError(
+                "model.num_classes / model.class_frequencies are set from the data's categories; remove them"
+            )
+        return self
