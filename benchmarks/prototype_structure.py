@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from tailteacher.engine.config_io import load_config
+from tailteacher.config_io import load_config
 from tailteacher.labels import cosine_similarity_matrix
 from tailteacher.pipeline.prototypes import compute_prototypes, load_prototypes
 from tailteacher.pipeline.run import with_updates

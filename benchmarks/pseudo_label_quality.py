@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from tailteacher.config_io import load_config
 from tailteacher.data.dataset import LvisDataset, Sample
 from tailteacher.data.lvis_json import load_lvis
-from tailteacher.engine.config_io import load_config
 from tailteacher.pipeline.data import load_train_data
 from tailteacher.pipeline.detector import build_detector, load_detector_weights
 from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
