@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
@@ -58,6 +59,12 @@ class LvisData:
     def num_classes(self) -> int:
         return len(self.categories)
 
+    @cached_property
+    def _real_root(self) -> Path:
+        """The image root with its links resolved, once (``image_path`` runs per image read)."""
+        assert self.image_root is not None
+        return self.image_root.resolve()
+
     def image_path(self, image: dict[str, Any]) -> Path:
         """Path of an image's file under the image root, which it may not leave.
 
@@ -71,7 +78,7 @@ class LvisData:
         if self.image_root is None:
             raise InputError(f"{self.path}: no image root given; pass the folder that holds the images")
         path = self.image_root / image_relpath(image)
-        real, root = path.resolve(), self.image_root.resolve()
+        real, root = path.resolve(), self._real_root
         if not real.is_relative_to(root):
             where = f"image id={image.get('id')}"
             message = f"{path} resolves to {real}, outside the image root {root} (a symbolic link)"

@@ -72,7 +72,8 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     if checkpoint is not None:
         load_detector_weights(model, checkpoint)
     # On train.device; the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
-    device = resolve_device(config.train, current_dist_info())
+    dist = current_dist_info()
+    device = resolve_device(config.train, dist)
     backbone = model.backbone.to(device).eval()
     mean = torch.tensor(backbone.image_mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(backbone.image_std, device=device).view(1, 3, 1, 1)
@@ -91,7 +92,8 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     )
     t0 = time.perf_counter()
     dataset = LvisDataset(
-        data, sorted(data.images)[current_dist_info().rank :: current_dist_info().world_size]
+        data,
+        sorted(data.images)[dist.rank :: dist.world_size],  # this rank's share
     )
     skipped: list[Skipped] = []
     batches = _prototype_batches(dataset, config.data.batch_size, device, skipped)
