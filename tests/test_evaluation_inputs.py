@@ -153,14 +153,15 @@ def test_bad_ground_truth(case, where, change, record, field):
     assert _problems(err.value) == [(record, field)]
 
 
-def test_bad_ground_truth_mask_is_reported_when_masks_are_evaluated(case):
+def test_bad_ground_truth_mask_is_refused_whatever_is_evaluated(case):
+    # One reader, one rule (D90): a broken mask is a broken file, for boxes too.
     gt, results = case
     gt = copy.deepcopy(gt)
     gt["annotations"][2]["segmentation"] = {"size": [3, 3], "counts": "0"}
-    with pytest.raises(InputError) as err:
-        evaluate(gt, results, iou_type="segm")
-    assert _problems(err.value) == [(f"annotation id={gt['annotations'][2]['id']}", "segmentation.size")]
-    evaluate(gt, results, iou_type="bbox")  # boxes alone do not read masks
+    for iou_type in ("segm", "bbox"):
+        with pytest.raises(InputError) as err:
+            evaluate(gt, results, iou_type=iou_type)
+        assert _problems(err.value) == [(f"annotation id={gt['annotations'][2]['id']}", "segmentation.size")]
 
 
 def test_calibration_needs_scores_that_are_confidences(case):

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,34 +13,13 @@ import pytest
 from safetensors.torch import load_file
 
 from tailteacher.data.synth import generate
+from tiny_run import tiny_run_command
 
 STUDENT_STEPS = 8
 
 
 def _cmd(data: Path, run: Path) -> list[str]:
-    sets = {
-        "data.train_json": f"{data}/train.json",
-        "data.heldout_json": "null",
-        "data.val_json": f"{data}/val.json",
-        "data.unlabeled_json": f"{data}/unlabeled.json",
-        "data.image_root": f"{data}/images",
-        "data.image_size": 64,
-        "data.batch_size": 2,
-        "data.workers": 0,
-        "model.image_min_size": 64,
-        "model.image_max_size": 64,
-        "model.roi_batch_size_per_image": 32,
-        "model.proposals_test": 50,
-        "model.detections_per_image": 20,
-        "targets.kind": "onehot",
-        "train.max_steps": 3,
-        "train.warmup_steps": 1,
-        "train.checkpoint_every": 2,
-        "student.max_steps": STUDENT_STEPS,
-        "student.unlabeled_batch_size": 2,
-        "run.run_dir": str(run),
-    }
-    return [sys.executable, "-m", "tailteacher", "run", "demo", *(f"--set={k}={v}" for k, v in sets.items())]
+    return tiny_run_command(data, run, **{"student.max_steps": STUDENT_STEPS})
 
 
 # One thread everywhere: another thread count changes float reductions, which is not the resume.

@@ -95,7 +95,9 @@ class LvisDataset(Dataset[Sample | Skipped]):
             shown = f"{record['width']}x{record['height']}"
             reason = f"file is {w}x{h} (EXIF orientation applied), record says {shown}"
             return Skipped(iid, reason, file)
-        anns = self.data.anns_by_image.get(iid, [])
+        # A box of zero width or height is valid LVIS (LVISEval skips it); nothing to learn from it
+        # (detectron2 and torchvision's references drop such boxes too).
+        anns = [a for a in self.data.anns_by_image.get(iid, []) if a["bbox"][2] > 0 and a["bbox"][3] > 0]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         return Sample(

@@ -1,5 +1,13 @@
 """LVIS v1 / COCO instance json: load, validate (every problem, not just the first), index.
 
+The one reader of ground truth: training, splitting, prediction and the evaluator
+(``evaluation.ground_truth``) all read through ``load_lvis``, so a record is valid or not by one
+rule wherever it is read (D90). A field that is present is always checked the same way; what a
+use *requires* differs (``purpose``): training and splitting read the images, so each image needs
+a safe ``file_name`` (or ``coco_url``) and each annotation a ``bbox``; the evaluator needs what
+LVISEval reads, so each category needs its ``frequency``, each image its federated lists
+(``neg_category_ids``, ``not_exhaustive_category_ids``) and each annotation its ``area``.
+
 A data set opens in one pass over its records, whatever its size; image files are checked only
 when asked (``check_images=True``), so 100k-image files open fast. Every problem names the file,
 the record and the field, and says what was expected.
@@ -7,7 +15,6 @@ the record and the field, and says what was expected.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import defaultdict
@@ -15,16 +22,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 from ..errors import InputError, Problem
+from ..io import read_json
 from ..numbers import is_finite_number
 from .segmentation import MAX_IMAGE_SIDE, segmentation_problem
 
 # A box may reach this far past the image border (pixels) before it is an error: annotation
 # tools round polygon vertices, and LVIS has boxes that end at width + 0.5.
 BOX_TOLERANCE = 1.0
+
+#: What the caller does with the file, which decides the fields it requires (module doc).
+Purpose = Literal["train", "evaluate"]
+FREQUENCY_GROUPS = ("r", "c", "f")  # LVIS: rare ≤ 10 training images, common 11–100, frequent > 100
 
 
 @dataclass
@@ -105,8 +117,17 @@ def image_relpath(image: dict[str, Any]) -> str:
     return ""
 
 
-def _is_id(v: object) -> TypeGuard[int]:
-    return isinstance(v, int) and not isinstance(v, bool)
+def is_id(v: object) -> TypeGuard[int]:
+    """An integer id that numpy can hold (int64): 2**64 is no id (it overflowed the evaluator's
+    arrays)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
+def _side(v: object) -> int | None:
+    """An image side in pixels: a positive whole number ≤ MAX_IMAGE_SIDE (640 or 640.0), else None."""
+    if not is_finite_number(v) or not 0 < v <= MAX_IMAGE_SIDE or int(v) != v:
+        return None
+    return int(v)
 
 
 class _Report:
@@ -130,15 +151,13 @@ def _check_path(name: str) -> str | None:
     return None
 
 
-def _size(img: dict[str, Any]) -> tuple[float, float] | None:
+def _size(img: dict[str, Any]) -> tuple[int, int] | None:
     """An image record's (height, width) when both are valid, else None (reported on the image)."""
-    h, w = img.get("height"), img.get("width")
-    if is_finite_number(h) and is_finite_number(w) and 0 < h <= MAX_IMAGE_SIDE and 0 < w <= MAX_IMAGE_SIDE:
-        return float(h), float(w)
-    return None
+    h, w = _side(img.get("height")), _side(img.get("width"))
+    return (h, w) if h is not None and w is not None else None
 
 
-def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
+def _check_images(rep: _Report, images: object, purpose: Purpose) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     if not isinstance(images, list):
         rep.add("images", "images", "expected a list of image records")
@@ -149,7 +168,7 @@ def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
             rep.add(where, "-", "expected an object")
             continue
         iid = img.get("id")
-        if not _is_id(iid):
+        if not is_id(iid):
             rep.add(where, "id", f"expected an integer id, got {iid!r}")
             continue
         where = f"image id={iid}"
@@ -157,16 +176,16 @@ def _check_images(rep: _Report, images: object) -> dict[int, dict[str, Any]]:
             rep.add(where, "id", "duplicate image id")
             continue
         for key in ("width", "height"):
-            if not (is_finite_number(img.get(key)) and 0 < img[key] <= MAX_IMAGE_SIDE):
-                rep.add(where, key, f"expected a positive number ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
-        why = _check_path(image_relpath(img))
+            if _side(img.get(key)) is None:
+                rep.add(where, key, f"expected a positive integer ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
+        why = _check_path(image_relpath(img)) if purpose == "train" else None  # the evaluator reads no image
         if why:
             rep.add(where, "file_name", why)
         out[iid] = img
     return out
 
 
-def _check_categories(rep: _Report, categories: object) -> list[dict[str, Any]]:
+def _check_categories(rep: _Report, categories: object, purpose: Purpose) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
     if not isinstance(categories, list) or not categories:
@@ -178,22 +197,30 @@ def _check_categories(rep: _Report, categories: object) -> list[dict[str, Any]]:
             rep.add(where, "-", "expected an object")
             continue
         cid = cat.get("id")
-        if not _is_id(cid):
+        if not is_id(cid):
             rep.add(where, "id", f"expected an integer id, got {cid!r}")
             continue
         if cid in seen:
             rep.add(f"category id={cid}", "id", "duplicate category id")
             continue
         freq = cat.get("frequency")
-        if freq is not None and freq not in ("r", "c", "f"):
+        if (freq is not None or purpose == "evaluate") and freq not in FREQUENCY_GROUPS:
             rep.add(f"category id={cid}", "frequency", f"expected 'r', 'c' or 'f', got {freq!r}")
+        for key in ("image_count", "instance_count"):
+            count = cat.get(key)
+            if count is not None and not (is_id(count) and count >= 0):
+                rep.add(f"category id={cid}", key, f"expected a non-negative integer, got {count!r}")
         seen.add(cid)
         out.append(cat)
     return out
 
 
 def _check_annotations(
-    rep: _Report, annotations: object, images: dict[int, dict[str, Any]], category_ids: set[int]
+    rep: _Report,
+    annotations: object,
+    images: dict[int, dict[str, Any]],
+    category_ids: set[int],
+    purpose: Purpose,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not isinstance(annotations, list):
@@ -206,7 +233,7 @@ def _check_annotations(
             rep.add(where, "-", "expected an object")
             continue
         aid = ann.get("id")
-        if not _is_id(aid):
+        if not is_id(aid):
             rep.add(where, "id", f"expected an integer id, got {aid!r}")
             continue
         where = f"annotation id={aid}"
@@ -216,13 +243,13 @@ def _check_annotations(
         seen.add(aid)
         ok = True
         image_id = ann.get("image_id")
-        img = images.get(image_id) if _is_id(image_id) else None
+        img = images.get(image_id) if is_id(image_id) else None
         size = _size(img) if img is not None else None
         if img is None:
             rep.add(where, "image_id", f"refers to unknown image {image_id!r}")
             ok = False
         category_id = ann.get("category_id")
-        if not _is_id(category_id):
+        if not is_id(category_id):
             got = f"{type(category_id).__name__} {category_id!r}"
             rep.add(where, "category_id", f"expected an integer category id, got {got}")
             ok = False
@@ -230,11 +257,13 @@ def _check_annotations(
             rep.add(where, "category_id", f"refers to unknown category {category_id!r}")
             ok = False
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
+        if bbox is None and purpose == "evaluate":
+            pass  # segm evaluation needs none; bbox evaluation says so (GroundTruth.require)
+        elif not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
             rep.add(where, "bbox", f"expected [x, y, width, height] of finite numbers, got {bbox!r}")
             ok = False
-        elif bbox[2] <= 0 or bbox[3] <= 0:
-            rep.add(where, "bbox", f"expected a positive width and height, got {bbox!r}")
+        elif bbox[2] < 0 or bbox[3] < 0:  # 0 is LVISEval's degenerate box; training drops it
+            rep.add(where, "bbox", f"expected a width and height ≥ 0, got {bbox!r}")
             ok = False
         elif size is not None:
             x, y, w, h = bbox
@@ -246,9 +275,12 @@ def _check_annotations(
             ):
                 rep.add(where, "bbox", f"{bbox} lies outside the {size[1]:g}x{size[0]:g} image")
                 ok = False
-        area = ann.get("area", 0)
-        if not (is_finite_number(area) and area >= 0):  # as the evaluator's reader: split writes it on
+        area = ann.get("area", None if purpose == "evaluate" else 0)  # LVISEval filters on it
+        if not (is_finite_number(area) and area >= 0):
             rep.add(where, "area", f"expected a finite number ≥ 0, got {area!r}")
+            ok = False
+        if ann.get("ignore", 0) not in (0, 1):  # also True/False
+            rep.add(where, "ignore", f"expected 0 or 1, got {ann.get('ignore')!r}")
             ok = False
         if "segmentation" in ann and size is not None:  # a bad size is its image's problem
             why = segmentation_problem(ann["segmentation"], *size)
@@ -260,12 +292,15 @@ def _check_annotations(
     return out
 
 
-def _check_federated_lists(rep: _Report, images: dict[int, dict[str, Any]], category_ids: set[int]) -> None:
+def _check_federated_lists(
+    rep: _Report, images: dict[int, dict[str, Any]], category_ids: set[int], purpose: Purpose
+) -> None:
     for iid, img in images.items():
         for key in ("neg_category_ids", "not_exhaustive_category_ids"):
-            ids = img.get(key, [])
-            if not isinstance(ids, list) or not all(_is_id(v) for v in ids):
-                rep.add(f"image id={iid}", key, "expected a list of category ids")
+            ids = img.get(key, None if purpose == "evaluate" else [])
+            if not isinstance(ids, list) or not all(is_id(v) for v in ids):
+                message = "expected a list of category ids (LVIS federated annotation; [] if none)"
+                rep.add(f"image id={iid}", key, message)
                 continue
             unknown = sorted(set(ids) - category_ids)
             if unknown:
@@ -290,12 +325,22 @@ def _non_finite(raw: dict[str, Any]) -> Iterable[tuple[str, str]]:
         if key in singular and isinstance(value, list):
             for k, record in enumerate(value):
                 rid = record.get("id") if isinstance(record, dict) else None
-                where = f"{singular[key]} id={rid}" if _is_id(rid) else f"{key}[{k}]"
+                where = f"{singular[key]} id={rid}" if is_id(rid) else f"{key}[{k}]"
                 for field_ in walk(record, ""):
                     yield where, field_ or "-"
         else:
             for field_ in walk(value, str(key)):
                 yield "top level", field_
+
+
+def _read(p: Path, constants: list[str]) -> Any:
+    """The parsed json of ``p``; NaN/Infinity literals are recorded in ``constants``."""
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
+    return read_json(p, parse_constant=constant)
 
 
 def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) -> list[Problem]:
@@ -340,38 +385,34 @@ def check_image_files(data: LvisData, image_ids: Iterable[int] | None = None) ->
 
 
 def load_lvis(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | dict[str, Any],
     image_root: str | os.PathLike[str] | None = None,
     *,
     check_images: bool = False,
     require_annotations: bool = True,
+    purpose: Purpose = "train",
 ) -> LvisData:
     """Read and validate an LVIS v1 or COCO instance json.
 
     Args:
-        path: the json file.
+        path: the json file, or its parsed content (named ``<ground truth>`` in messages).
         image_root: the folder that ``file_name`` (or ``coco_url``'s folder/name) is relative to.
         check_images: also open every image file (slow on large sets; off by default).
         require_annotations: False for an unlabeled pool (images only).
+        purpose: ``train`` (images are read: ``file_name``, ``bbox`` required) or ``evaluate``
+            (``frequency``, the federated lists and ``area`` required), module doc.
 
     Raises:
         InputError: listing every problem found, each with file, record and field.
     """
-    p = Path(path)
-    rep = _Report(str(p))
     constants: list[str] = []  # NaN, Infinity, -Infinity: Python's json reads them, the standard has none
-
-    def constant(name: str) -> float:
-        constants.append(name)
-        return float(name)
-
-    try:
-        with open(p, encoding="utf-8-sig") as f:  # a byte-order mark is skipped, as read_json does
-            raw = json.load(f, parse_constant=constant)
-    except FileNotFoundError:
-        raise InputError([Problem(str(p), "-", "-", "file not found")]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError([Problem(str(p), "-", "-", f"not valid json: {err}")]) from None
+    if isinstance(path, dict):
+        p, raw = Path("<ground truth>"), path
+        constants = ["NaN"]  # unknown: look for them (cheap, and only on a valid file)
+    else:
+        p = Path(path)
+        raw = _read(p, constants)
+    rep = _Report(str(p))
     if not isinstance(raw, dict):
         raise InputError(
             [Problem(str(p), "-", "-", "expected a json object with images, annotations, categories")]
@@ -379,11 +420,11 @@ def load_lvis(
     for key in ("images", "categories") + (("annotations",) if require_annotations else ()):
         if key not in raw:
             rep.add("-", key, "missing key")
-    images = _check_images(rep, raw.get("images", []))
-    categories = _check_categories(rep, raw.get("categories", []))
+    images = _check_images(rep, raw.get("images", []), purpose)
+    categories = _check_categories(rep, raw.get("categories", []), purpose)
     category_ids = {int(c["id"]) for c in categories}
-    annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids)
-    _check_federated_lists(rep, images, category_ids)
+    annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids, purpose)
+    _check_federated_lists(rep, images, category_ids, purpose)
     if constants and not rep.problems:  # in a field nobody reads: it would break the json we write
         for record, field_ in _non_finite(raw):
             rep.add(record, field_, "expected a finite number (NaN and Infinity are not json)")

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from ..failpoints import kill_point
 from .checkpoint import FORMAT_VERSION, Checkpointer, load_checkpoint
 from .data_source import BatchSource
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, current_dist_info
@@ -140,6 +141,7 @@ class Trainer:
                 self.step += 1
                 for hook in self.hooks:
                     hook.after_step(self, metrics)
+                kill_point(f"step/{self.step}")  # fault tests: after the step's checkpoint
             self.finished = True
         finally:
             for hook in self.hooks:

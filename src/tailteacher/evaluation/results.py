@@ -23,8 +23,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from ..errors import InputError, Problem
+from ..io import read_json
 from ..numbers import is_finite_number
-from .files import read_json
 from .ground_truth import GroundTruth, is_id
 from .rle import check_rle_counts
 

@@ -17,6 +17,7 @@ from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.lvis_json import LvisData, load_lvis
 from ..data.skips import check_skipped
 from ..evaluation import evaluate
+from ..failpoints import kill_point
 from ..io import atomic_write_bytes, atomic_write_json
 from ..modeling import CascadeMaskRCNN
 from .data import images_of
@@ -83,6 +84,7 @@ def predict(
             outputs = model(images_of(samples, device))
             assert isinstance(outputs, list)
             results += to_results(outputs, [s.image_id for s in samples], data.category_ids)
+            kill_point(f"predict/{start // batch_size}")  # fault tests: mid-evaluation
     finally:
         model.train(was_training)
     return results, skipped

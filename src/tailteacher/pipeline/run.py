@@ -25,7 +25,7 @@ from ..config import Config, StudentConfig
 from ..engine.config_files import config_hash
 from ..errors import InputError
 from ..report.markdown import CONTROL, model_rows, write_report
-from .stages import StageOutcome, file_hash, run_stage
+from .stages import StageOutcome, file_hash, remove_temporary_files, run_stage
 
 Log = Callable[[str], None]
 
@@ -279,6 +279,8 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
     """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
     ``report.html``."""
     root = Path(config.run.run_dir)
+    if root.is_dir():
+        remove_temporary_files(root)  # a report write killed part-way (each stage cleans its own)
     result = PipelineResult(root)
     cfg = config
     if cfg.data.heldout_json is None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..engine.config_files import canonical_hash
 from ..errors import InputError
+from ..failpoints import kill_point
 from ..io import atomic_write_json
 
 DONE = "stage.json"
@@ -67,6 +68,18 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def remove_temporary_files(folder: Path, *, recursive: bool = False) -> int:
+    """Delete the temp files a killed ``io.atomic_write_bytes`` leaves (``.NAME.*.tmp``) in
+    ``folder`` (and below it); returns how many. Only the stage that owns a folder calls it."""
+    found = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    count = 0
+    for path in found:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def run_stage(
@@ -119,10 +132,12 @@ def run_stage(
     else:
         log(f"[{name}] running in {folder}")
     folder.mkdir(parents=True, exist_ok=True)
+    remove_temporary_files(folder, recursive=True)
     atomic_write_json(folder / STARTED, {"stage": name, "hash": digest, "inputs": dict(inputs)}, indent=2)
     t0 = time.perf_counter()
     result = dict(action(resume))
     seconds = round(time.perf_counter() - t0, 1)
+    kill_point(f"stage_done/{name}")  # fault tests: outputs written, the record not
     record = {"stage": name, "hash": digest, "seconds": seconds, "result": result}
     atomic_write_json(folder / DONE, record, indent=2)
     (folder / STARTED).unlink(missing_ok=True)
