@@ -357,9 +357,16 @@ class PipelineResult:
     stages: list[StageOutcome] = field(default_factory=list)
 
 
-def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
+#: The pipeline's stages in order (``run_pipeline(until=…)``, ``tailteacher submit --stage``).
+PIPELINE_STAGES = ("split", "prototypes", "teacher", "calibrate", "control", "pseudo_labels", "student")
+
+
+def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) -> PipelineResult:
     """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
-    ``report.html``."""
+    ``report.html``; with ``until`` (one of ``PIPELINE_STAGES``), only the stages up to that one
+    (those this config has), and no report."""
+    if until is not None and until not in PIPELINE_STAGES:
+        raise InputError(f"--stage: expected one of {', '.join(PIPELINE_STAGES)}, got {until!r}")
     root = Path(config.run.run_dir)
     result = PipelineResult(root)
     cfg = config
@@ -367,17 +374,25 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         split = split_stage(cfg, root / "split", log)
         result.stages.append(split)
         cfg = with_updates(cfg, data=split.result)
+    if until == "split":
+        return result
     after = ""
     if cfg.targets.kind == "similarity" and cfg.targets.prototypes is None:
         protos = prototypes_stage(cfg, root / "prototypes", log)
         result.stages.append(protos)
         cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
         after = protos.hash
+    if until == "prototypes":
+        return result
     teacher = teacher_stage(cfg, root / "teacher", log, after=after)
     result.stages.append(teacher)
+    if until == "teacher":
+        return result
     calibration = calibrate_stage(cfg, teacher, root, log) if cfg.data.heldout_json else None
     if calibration is not None:
         result.stages.append(calibration)
+    if until == "calibrate":
+        return result
     student_cfg = cfg.student or StudentConfig()
     models = {"teacher": teacher}
     if cfg.data.unlabeled_json is not None:
@@ -386,9 +401,13 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         )
         result.stages.append(control)
         models[CONTROL] = control
+        if until == "control":
+            return result
         check = pseudo_label_stage(cfg, student_cfg, teacher, calibration, root, log)
         if check is not None:
             result.stages.append(check)
+        if until == "pseudo_labels":
+            return result
         student = student_stage(cfg, student_cfg, teacher, calibration, root / "student", log)
         result.stages.append(student)
         models[f"student ({student_cfg.pseudo_labels})"] = student
