@@ -122,3 +122,13 @@ def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     assert steps["step"] == 1
     capsys.readouterr()
     assert main(["ablate", "demo", *overrides(tiny, out), "--seeds", "1", "--only-seed", "3"]) == 2
+
+    # --collect reads the rows whose hashes this config gives (a run-only key does not count) and
+    # refuses rows made with another config (D87).
+    collect = [*args, "--collect", "--set=data.workers=1", "--set=train.log_every=1"]
+    assert main(collect) == 0
+    assert json.loads((out / "ablation.json").read_text())["summary"] == summary
+    capsys.readouterr()
+    assert main([*args, "--collect", "--set=train.lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "finished with other inputs than this config gives" in err and "collect with the config" in err

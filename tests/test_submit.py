@@ -133,7 +133,8 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-@pytest.mark.slow  # ~1–2 min on 2 cores: two tiny pipelines (split, a 10-step teacher, calibration)
+# 43 s on 2 shared cores (two tiny pipelines: split, a 10-step teacher, calibration); not marked
+# slow so that `make test` covers the preemption path (issue 14).
 def test_a_preempted_local_job_is_requeued_resumes_and_ends_as_the_direct_run(tiny, tmp_path, monkeypatch):
     env = _one_thread(monkeypatch)
     direct, job_run = tmp_path / "direct", tmp_path / "job"
