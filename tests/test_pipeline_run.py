@@ -129,6 +129,6 @@ def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     assert main(collect) == 0
     assert json.loads((out / "ablation.json").read_text())["summary"] == summary
     capsys.readouterr()
-    assert main([*args, "--collect", "--set=train.lr=0.001"]) == 2
+    assert main([*args, "--collect", "--set=train.lr=0.002"]) == 2
     err = capsys.readouterr().err
     assert "finished with other inputs than this config gives" in err and "collect with the config" in err
