@@ -1,12 +1,14 @@
-"""`tailteacher run` killed with SIGKILL inside the student stage, then run again: the finished
-stages are skipped, the student resumes from its checkpoint, and its final weights equal those of
-an uninterrupted run."""
+"""`tailteacher run` killed with SIGKILL inside the student stage, then run again with other
+run-only settings (as on another machine: device auto → cpu, 0 → 1 data workers, another log and
+checkpoint cadence; D85): the finished stages are skipped, the student resumes from its checkpoint,
+and its final weights equal those of an uninterrupted run."""
 
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,18 @@ from tiny_run import tiny_run_command
 STUDENT_STEPS = 8
 
 
-def _cmd(data: Path, run: Path) -> list[str]:
-    return tiny_run_command(data, run, **{"student.max_steps": STUDENT_STEPS})
+#: What the resumed command changes: none of it is an input of any stage (D85).
+ELSEWHERE = {
+    "train.device": "cpu",
+    "data.workers": 1,
+    "train.log_every": 1,
+    "train.checkpoint_every": 3,
+    "train.keep_checkpoints": 4,
+}
+
+
+def _cmd(data: Path, run: Path, changes: Mapping[str, object] | None = None) -> list[str]:
+    return tiny_run_command(data, run, **{"student.max_steps": STUDENT_STEPS, **(changes or {})})
 
 
 # One thread everywhere: another thread count changes float reductions, which is not the resume.
@@ -64,7 +76,7 @@ def test_run_killed_in_the_student_resumes_to_the_uninterrupted_result(tmp_path)
         run / "student" / "stage.json"
     ).exists()
 
-    resumed = subprocess.run(_cmd(data, run), env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cmd(data, run, ELSEWHERE), env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for stage in ("split", "teacher", "calibrate"):
         assert f"[{stage}] done already" in resumed.stdout

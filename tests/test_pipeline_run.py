@@ -1,6 +1,7 @@
 """`tailteacher run` and `tailteacher ablate` end to end on the `tiny` benchmark (a few steps)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,33 @@ def test_run_all_stages_then_skip_them_all(tiny, tmp_path, capsys):
     assert (run / "teacher" / "model_final.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run / "report.json").read_text())["rows"] == report["rows"]
 
+    # Run-only settings (device, workers, logging and checkpoint cadence) are not inputs (D85).
+    run_only = ["--set=train.device=cpu", "--set=data.workers=1", "--set=train.log_every=1"]
+    run_only += ["--set=train.checkpoint_every=1", "--set=train.keep_checkpoints=5"]
+    assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=similarity", *run_only]) == 0
+    out = capsys.readouterr().out
+    assert "running" not in out and out.count("skipped") == 7
+
     # A changed config must not mix with the finished stages: refused, exit 2, nothing rewritten.
     assert main(["run", "demo", *overrides(tiny, run), "--set=targets.kind=onehot"]) == 2
     assert "other inputs" in capsys.readouterr().err
+
+    # Another unlabeled pool: the teacher, its calibration and the control (w = 0) never read it
+    # and stay; the student did, and is refused until its folder is removed (D86).
+    pool = json.loads((tiny / "unlabeled.json").read_text())
+    pool["images"] = pool["images"][1:]
+    (tmp_path / "pool.json").write_text(json.dumps(pool))
+    other_pool = [*overrides(tiny, run), "--set=targets.kind=similarity"]
+    other_pool.append(f"--set=data.unlabeled_json={tmp_path / 'pool.json'}")
+    assert main(["run", "demo", *other_pool]) == 2
+    captured = capsys.readouterr()
+    for stage in ("split", "prototypes", "teacher", "calibrate", "control"):
+        assert f"[{stage}] done already" in captured.out
+    assert f"{run / 'student' / 'stage.json'}: stage 'student' finished here with other" in captured.err
+    shutil.rmtree(run / "student")
+    assert main(["run", "demo", *other_pool]) == 0
+    out = capsys.readouterr().out
+    assert out.count("running") == 1 and "[student] running" in out and out.count("skipped") == 5
 
 
 @pytest.mark.slow  # ~2 min on 2 cores: twelve tiny trainings
@@ -97,3 +122,13 @@ def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     assert steps["step"] == 1
     capsys.readouterr()
     assert main(["ablate", "demo", *overrides(tiny, out), "--seeds", "1", "--only-seed", "3"]) == 2
+
+    # --collect reads the rows whose hashes this config gives (a run-only key does not count) and
+    # refuses rows made with another config (D87).
+    collect = [*args, "--collect", "--set=data.workers=1", "--set=train.log_every=1"]
+    assert main(collect) == 0
+    assert json.loads((out / "ablation.json").read_text())["summary"] == summary
+    capsys.readouterr()
+    assert main([*args, "--collect", "--set=train.lr=0.002"]) == 2
+    err = capsys.readouterr().err
+    assert "finished with other inputs than this config gives" in err and "collect with the config" in err

@@ -4,8 +4,17 @@ import json
 
 import pytest
 
+from tailteacher.engine.config_files import canonical_hash
+from tailteacher.errors import InputError
 from tailteacher.pipeline.ablation import AblationPlan, aggregate
-from tailteacher.pipeline.stages import DONE, STARTED, run_stage
+from tailteacher.pipeline.stages import (
+    DONE,
+    HASH_VERSION,
+    STARTED,
+    StageNotFinished,
+    finished_only,
+    run_stage,
+)
 from tailteacher.report.markdown import format_table, table_row
 
 
@@ -74,14 +83,82 @@ def test_plan_refuses_unknown_rows_and_bad_fractions():
     ]
 
 
-def test_finished_rows_read_finished_records_and_skip_unreadable_ones(tmp_path):
-    from tailteacher.pipeline.ablation import _finished_rows
+def test_a_record_without_the_hash_version_is_refused_as_made_by_an_older_tailteacher(tmp_path):
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    digest = canonical_hash({"a": 1})
+    (folder / DONE).write_text(json.dumps({"stage": "teacher", "hash": digest, "result": {}}))
+    with pytest.raises(InputError) as caught:
+        run_stage("teacher", folder, {"a": 1}, lambda r: {}, log=lambda _: None)
+    message = str(caught.value)
+    assert f"{folder / DONE}: stage 'teacher' was recorded by an older tailteacher" in message
+    assert f"stage hash version 1; this one uses {HASH_VERSION}" in message
+    assert f"remove {folder} to run the stage again" in message and "other inputs" not in message
+    (folder / DONE).unlink()  # a stopped stage of another version: the same refusal
+    (folder / STARTED).write_text(json.dumps({"stage": "teacher", "hash_version": 1, "hash": digest}))
+    with pytest.raises(InputError, match="recorded by an older tailteacher"):
+        run_stage("teacher", folder, {"a": 1}, lambda r: {}, log=lambda _: None)
+    (folder / STARTED).write_text(json.dumps({"hash_version": HASH_VERSION + 1, "hash": digest}))
+    with pytest.raises(InputError, match=f"a newer tailteacher \\(stage hash version {HASH_VERSION + 1};"):
+        run_stage("teacher", folder, {"a": 1}, lambda r: {}, log=lambda _: None)
 
-    result = {"metrics": {"AP": 0.5, "APr": 0.1, "APc": 0.2, "APf": 0.3}, "val_ece": {"all": 0.05}}
-    run_stage("t", tmp_path / "full" / "teacher_onehot", {"a": 1}, lambda r: result, log=lambda _: None)
-    (tmp_path / "full" / "teacher_uniform").mkdir(parents=True)
-    (tmp_path / "full" / "teacher_uniform" / DONE).write_text("{not json")
-    (tmp_path / "full" / "student_soft").mkdir(parents=True)
-    (tmp_path / "full" / "student_soft" / DONE).write_text('{"hash": "x"}')
-    rows = _finished_rows(tmp_path, AblationPlan(seeds=[0], fractions=()))
+
+def test_records_carry_the_hash_version(tmp_path):
+    run_stage("s", tmp_path, {"a": 1}, lambda r: {}, log=lambda _: None)
+    record = json.loads((tmp_path / DONE).read_text())
+    assert record["hash_version"] == HASH_VERSION == 2 and record["inputs"] == {"a": 1}
+
+
+def test_finished_only_returns_finished_stages_refuses_other_hashes_and_runs_nothing(tmp_path):
+    run_stage("s", tmp_path / "done", {"a": 1}, lambda r: {"v": 1}, log=lambda _: None)
+    calls = []
+    with finished_only():
+        got = run_stage("s", tmp_path / "done", {"a": 1}, calls.append, log=lambda _: None)
+        assert got.skipped and got.result == {"v": 1}
+        with pytest.raises(StageNotFinished):
+            run_stage("s", tmp_path / "never", {"a": 1}, calls.append, log=lambda _: None)
+        with pytest.raises(InputError, match="collect with the config and --set it ran with"):
+            run_stage("s", tmp_path / "done", {"a": 2}, calls.append, log=lambda _: None)
+    assert calls == [] and not (tmp_path / "never").exists()
+    run_stage("s", tmp_path / "never", {"a": 1}, lambda r: calls.append(r) or {}, log=lambda _: None)
+    assert calls == [False]
+
+
+def test_finished_rows_read_this_configs_finished_teachers_and_refuse_another_configs(tmp_path):
+    from tailteacher.pipeline.ablation import finished_rows
+    from tailteacher.pipeline.run import teacher_inputs, with_updates
+
+    config = _tiny_config(tmp_path)
+    metrics = {"AP": 0.5, "APr": 0.1, "APc": 0.2, "APf": 0.3}
+    result = {"metrics": metrics, "val_ece": {"all": 0.05}, "checkpoint": "none"}
+    plan = AblationPlan(seeds=[0], fractions=())
+    onehot = with_updates(config, train={"seed": 0}, targets={"kind": "onehot"})
+    folder = tmp_path / "out" / "seed0" / "full" / "teacher_onehot"
+    run_stage("teacher onehot", folder, teacher_inputs(onehot), lambda r: result, log=lambda _: None)
+    (tmp_path / "out" / "seed0" / "full" / "teacher_uniform").mkdir()
+    (tmp_path / "out" / "seed0" / "full" / "teacher_uniform" / DONE).write_text("{not json")
+    rows = finished_rows(config, plan, 0, tmp_path / "out")
     assert rows == {"onehot@1": table_row(result["metrics"], result["val_ece"])}
+    # A run-only key does not matter; a key that changes the teacher does.
+    assert finished_rows(with_updates(config, data={"workers": 7}), plan, 0, tmp_path / "out") == rows
+    with pytest.raises(InputError, match=f"{folder / DONE}: stage 'teacher onehot' finished with other"):
+        finished_rows(with_updates(config, train={"lr": 1.0}), plan, 0, tmp_path / "out")
+
+
+def _tiny_config(tmp_path):
+    from tailteacher.config import Config
+
+    for name in ("train", "val", "heldout"):
+        (tmp_path / f"{name}.json").write_text(f'{{"{name}": 1}}')
+    return Config.model_validate(
+        {
+            "data": {
+                "train_json": str(tmp_path / "train.json"),
+                "val_json": str(tmp_path / "val.json"),
+                "heldout_json": str(tmp_path / "heldout.json"),
+                "image_root": str(tmp_path),
+            },
+            "train": {"max_steps": 2},
+            "run": {"run_dir": str(tmp_path / "out")},
+        }
+    )

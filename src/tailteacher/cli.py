@@ -28,6 +28,7 @@ COMMANDS = (
     "calibrate",
     "train_student",
     "run",
+    "submit",
     "demo",
     "ablate",
     "report",

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from .engine.config import RunConfig, TrainConfig
 from .modeling.config import ModelConfig
-from .settings import StrictModel
+from .settings import RUN_ONLY, StrictModel
 
 
 class DataConfig(StrictModel):
@@ -37,7 +37,13 @@ class DataConfig(StrictModel):
         "used (unreadable, or another size than the record); each skipped image is listed",
     )
     batch_size: int = Field(default=2, gt=0, description="images per process per batch")
-    workers: int = Field(default=2, ge=0, description="data-loading worker processes per process")
+    workers: int = Field(
+        default=2,
+        ge=0,
+        description="data-loading worker processes per process (each draw's augmentation is seeded "
+        "by its own key, so the count does not change the batches)",
+        json_schema_extra=RUN_ONLY,
+    )
     repeat_factor_threshold: float | None = Field(
         default=0.001,
         gt=0,

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import Config
 from .errors import InputError, Problem
+from .settings import is_run_only
 
 M = TypeVar("M", bound=BaseModel)
 TOP = "(top level)"
@@ -318,7 +319,10 @@ def _reference_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             "required" if sub.is_required() else f"`{json.dumps(sub.get_default(call_default_factory=True))}`"
         )
         kind = describe_type(sub.annotation) + _bounds(sub.metadata)
-        rows.append(f"| `{prefix}{key}` | {kind} | {default} | {sub.description or ''} |")
+        meaning = sub.description or ""
+        if is_run_only(sub):
+            meaning += " *(run-only: not in any config or stage hash)*"
+        rows.append(f"| `{prefix}{key}` | {kind} | {default} | {meaning} |")
     return rows
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..settings import StrictModel
+from ..settings import RUN_ONLY, StrictModel
 
 
 class TrainConfig(StrictModel):
@@ -45,17 +45,26 @@ class TrainConfig(StrictModel):
     seed: int = Field(default=0, ge=0, description="seed of python, numpy, torch and the data order")
     deterministic: bool = Field(default=False, description="deterministic kernels where torch has them")
     device: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="auto: cuda:LOCAL_RANK if any, else cpu"
+        default="auto", description="auto: cuda:LOCAL_RANK if any, else cpu", json_schema_extra=RUN_ONLY
     )
-    checkpoint_every: int = Field(default=1000, gt=0, description="save a checkpoint every this many steps")
-    keep_checkpoints: int = Field(default=2, gt=0, description="newest checkpoints kept on disk")
+    checkpoint_every: int = Field(
+        default=1000,
+        gt=0,
+        description="save a checkpoint every this many steps",
+        json_schema_extra=RUN_ONLY,
+    )
+    keep_checkpoints: int = Field(
+        default=2, gt=0, description="newest checkpoints kept on disk", json_schema_extra=RUN_ONLY
+    )
     eval_every: int | None = Field(
         default=None,
         gt=0,
         description="also evaluate on data.val_json every this many steps, logged as val/AP, val/APr, … "
         "(each costs a pass over val: ~20–40 s for demo on 2 CPU cores); null: only at the end",
     )
-    log_every: int = Field(default=20, gt=0, description="write metrics every this many steps")
+    log_every: int = Field(
+        default=20, gt=0, description="write metrics every this many steps", json_schema_extra=RUN_ONLY
+    )
     ema_momentum: float | None = Field(
         default=None, gt=0, lt=1, description="keep an EMA of the weights with this momentum; null: off"
     )
@@ -70,7 +79,12 @@ class TrainConfig(StrictModel):
 
 
 class RunConfig(StrictModel):
-    run_dir: str = Field(description="folder of this run: config.yaml, checkpoints, metrics, outputs")
+    run_dir: str = Field(
+        description="folder of this run: config.yaml, checkpoints, metrics, outputs",
+        json_schema_extra=RUN_ONLY,
+    )
     resume: bool = Field(
-        default=False, description="continue from the run folder's latest checkpoint, if any"
+        default=False,
+        description="continue from the run folder's latest checkpoint, if any",
+        json_schema_extra=RUN_ONLY,
     )

@@ -16,7 +16,10 @@ Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed
    the ``fraction_rows`` teachers again, trained for f × the steps (the same number of epochs).
 
 Every run is a stage (``stages.run_stage``): a stopped ablation resumes, a finished one only
-re-aggregates, and separate processes (``only_seed``) can share the work, e.g. one per GPU.
+re-aggregates, and separate processes (``only_seed``) can share the work, e.g. one per GPU. Rows
+another process finished (and every row, with ``--collect``) are read by walking the same plan
+inside ``stages.finished_only()``: a row counts only when its stage's recorded hash is the one this
+config gives; a row finished under another config is refused (exit 2), never mixed in (D87).
 Writes ``OUT/ablation.json`` (every value per seed, mean and sample std) and ``OUT/ablation.md``.
 """
 
@@ -45,7 +48,7 @@ from .run import (
     teacher_stage,
     with_updates,
 )
-from .stages import DONE, StageOutcome, file_hash, read_record, run_stage
+from .stages import StageNotFinished, StageOutcome, file_hash, finished_only, run_stage
 
 #: The control row: the students' schedule on labeled images only (``run.control_config``).
 CONTROL_ROW = "student_labeled"
@@ -176,21 +179,26 @@ def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Lo
         if row.model:
             cfg = with_updates(cfg, model=dict(row.model))
         after = ""
-        if row.targets.get("kind") == "similarity":
-            if protos is None and pretrained:
-                protos = prototypes_stage(config, folder / "prototypes", log)
-            if protos is None:
-                onehot = out["onehot"]
-                protos = prototypes_stage(
-                    config,
-                    folder / "prototypes",
-                    log,
-                    checkpoint=onehot.result["checkpoint"],
-                    after=onehot.hash,
-                )
-            cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
-            after = protos.hash
-        out[key] = teacher_stage(cfg, folder / f"teacher_{key}", log, name=f"teacher {key}", after=after)
+        try:  # StageNotFinished only inside finished_only(): that row (and what needs it) is left out
+            if row.targets.get("kind") == "similarity":
+                if protos is None and pretrained:
+                    protos = prototypes_stage(config, folder / "prototypes", log)
+                if protos is None:
+                    if "onehot" not in out:
+                        continue
+                    onehot = out["onehot"]
+                    protos = prototypes_stage(
+                        config,
+                        folder / "prototypes",
+                        log,
+                        checkpoint=onehot.result["checkpoint"],
+                        after=onehot.hash,
+                    )
+                cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
+                after = protos.hash
+            out[key] = teacher_stage(cfg, folder / f"teacher_{key}", log, name=f"teacher {key}", after=after)
+        except StageNotFinished:
+            continue
     return {k: v for k, v in out.items() if k in by_key}
 
 
@@ -214,8 +222,13 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
     teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log)
     for key, outcome in teachers.items():
         rows[f"{key}@1"] = result_row(outcome.result)
-    source = teachers[plan.student_teacher]
-    calibration = calibrate_stage(cfg, source, base / "full", log)
+    source = teachers.get(plan.student_teacher)
+    if source is None:  # not finished (only inside finished_only())
+        return rows
+    try:
+        calibration = calibrate_stage(cfg, source, base / "full", log)
+    except StageNotFinished:
+        return rows
     student_base = cfg.student or StudentConfig()
     for row in STUDENT_ROWS:
         assert row.pseudo_labels is not None
@@ -227,9 +240,18 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
         student = (
             control_config(student_base) if row.key == CONTROL_ROW else student_base.model_copy(update=update)
         )
-        outcome = student_stage(
-            cfg, student, source, calibration, base / "full" / row.key, log, name=row.key.replace("_", " ")
-        )
+        try:
+            outcome = student_stage(
+                cfg,
+                student,
+                source,
+                calibration,
+                base / "full" / row.key,
+                log,
+                name=row.key.replace("_", " "),
+            )
+        except StageNotFinished:
+            continue
         rows[f"{row.key}@1"] = result_row(outcome.result)
     return rows
 
@@ -239,7 +261,10 @@ def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dic
     all_rows = {r.key: r for r in plan.teacher_rows()}
     for fraction in plan.fractions:
         # One subset per seed folder (the same images for every seed): no two processes write it.
-        subset = subset_stage(cfg, fraction, base / f"fraction{fraction:g}" / "data", log)
+        try:
+            subset = subset_stage(cfg, fraction, base / f"fraction{fraction:g}" / "data", log)
+        except StageNotFinished:
+            continue
         steps = max(1, math.ceil(fraction * (cfg.train.max_steps or 1)))
         warmup = min(cfg.train.warmup_steps, steps // 2)
         fcfg = with_updates(
@@ -371,9 +396,9 @@ def run_ablation(
             continue
         log(f"== seed {seed} ==")
         per_seed[seed] = run_seed(cfg, plan, seed, out, log, part)
-    for seed in plan.seeds:  # rows run by other processes, finished so far
+    for seed in plan.seeds:  # rows run by other processes, finished so far, on this config
         if (out / f"seed{seed}").is_dir():
-            done = {**_finished_rows(out / f"seed{seed}", plan), **per_seed.get(seed, {})}
+            done = {**finished_rows(cfg, plan, seed, out), **per_seed.get(seed, {})}
             if done:
                 per_seed[seed] = done
     summary = aggregate(per_seed)
@@ -428,19 +453,9 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _finished_rows(base: Path, plan: AblationPlan) -> dict[str, dict[str, Any]]:
-    """Rows of a seed another process ran, read from its finished stages' ``stage.json``.
-    The records' hashes are not checked against this config: collect with the config the rows
-    ran with (a stage folder holds one hash only, but seeds run with other configs would mix)."""
-    rows: dict[str, dict[str, Any]] = {}
-    found: list[tuple[str, Path]] = [
-        (f"{r.key}@1", base / "full" / f"teacher_{r.key}") for r in plan.teacher_rows()
-    ]
-    found += [(f"{r.key}@1", base / "full" / r.key) for r in STUDENT_ROWS]
-    for f in plan.fractions:
-        found += [(f"{k}@{f:g}", base / f"fraction{f:g}" / f"teacher_{k}") for k in plan.fraction_rows]
-    for key, folder in found:
-        result = (read_record(folder / DONE) or {}).get("result")
-        if isinstance(result, dict) and "metrics" in result and "val_ece" in result:
-            rows[key] = result_row(result)
-    return rows
+def finished_rows(config: Config, plan: AblationPlan, seed: int, out: Path) -> dict[str, dict[str, Any]]:
+    """The rows of ``seed`` under ``out`` that finished on the inputs ``config`` gives them, found by
+    walking the plan without running anything (``stages.finished_only``). A row whose stage
+    finished with another hash raises ``InputError`` naming its folder (D87)."""
+    with finished_only():
+        return run_seed(config, plan, seed, out, lambda _: None)

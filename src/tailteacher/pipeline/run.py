@@ -1,11 +1,14 @@
 """`tailteacher run CONFIG`: split → prototypes → teacher → calibrate → student → report.
 
 Every stage runs in its own folder under ``run.run_dir`` and is skipped when it already finished
-on the same inputs (``stages.run_stage``): the resolved config of the stage, the bytes of the
-json files it reads, and the hashes of the stages it builds on. A run stopped part-way (Ctrl-C,
-kill -9, a lost node) is resumed by running the same command again; a training stage continues
-from its last checkpoint. Image files are not hashed (a json names them; re-hashing millions of
-images would cost more than a stage).
+on the same inputs (``stages.run_stage``): the settings of the stage that change its result (not
+the run-only ones: device, workers, logging and checkpoint cadence, D85), the bytes of the json
+files it reads (not their paths, and not the jsons it does not read: the teacher does not read
+the unlabeled pool, D86), and the hashes of the stages it builds on. A run stopped part-way
+(Ctrl-C, kill -9, a lost node, a preempted job) is resumed by running the same command again, on
+this machine or another; a training stage continues from its last checkpoint. Image files are
+not hashed (a json names them; re-hashing millions of images would cost more than a stage), and
+neither is ``data.image_root``, where they lie on this machine.
 
 Folders: ``split/`` (only when ``data.heldout_json`` is null: the 85/15 split of
 ``data.train_json``), ``prototypes/`` (only for ``targets.kind=similarity`` without
@@ -16,13 +19,13 @@ labeled images only, w = 0: the baseline every student is compared with), ``stud
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, StudentConfig
-from ..engine.config_files import config_hash
+from ..engine.config_files import canonical_hash, result_dump
 from ..errors import InputError
 from ..report.markdown import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, remove_temporary_files, run_stage
@@ -43,16 +46,53 @@ def with_updates(config: Config, **sections: Mapping[str, Any] | None) -> Config
     return Config.model_validate(raw)
 
 
-def data_hashes(config: Config) -> dict[str, str]:
-    """SHA-256 of every json the config names (a changed annotation file reruns what read it)."""
-    d = config.data
-    files = {
-        "train": d.train_json,
-        "val": d.val_json,
-        "heldout": d.heldout_json,
-        "unlabeled": d.unlabeled_json,
-    }
-    return {k: file_hash(v) for k, v in files.items() if v is not None}
+#: The data section's json files, by the short names a stage lists in its ``reads``.
+DATA_JSONS = ("train", "val", "heldout", "unlabeled")
+
+
+def data_hashes(config: Config, reads: Iterable[str] = DATA_JSONS) -> dict[str, str]:
+    """SHA-256 of the bytes of each json in ``reads`` that the config names (a changed annotation
+    file reruns the stages that read it, and only those, D86)."""
+    out = {}
+    for key in reads:
+        if key not in DATA_JSONS:
+            raise ValueError(f"unknown data json {key!r}; expected one of {DATA_JSONS}")
+        path = getattr(config.data, f"{key}_json")
+        if path is not None:
+            out[key] = _hash_file(f"data.{key}_json", path)
+    return out
+
+
+def _hash_file(field_name: str, path: str) -> str:
+    if not Path(path).is_file():
+        raise InputError(f"{field_name}: no such file {path}")
+    return file_hash(path)
+
+
+def stage_config_hash(config: Config, exclude: Iterable[str] = ("run",)) -> str:
+    """The hash of the settings in ``config`` that change a stage's result (D85, D86).
+
+    Left out: the ``exclude`` sections; every run-only setting (``settings.RUN_ONLY``: device,
+    workers, logging and checkpoint cadence); the locations of files whose bytes are hashed beside
+    the config or which an earlier stage made (the data jsons — ``data_hashes`` holds the bytes of
+    those the stage reads —, ``data.image_root``, ``student.teacher_checkpoint`` and
+    ``student.delta``, which the teacher's and calibration's stage hashes cover); and
+    ``targets.prototypes`` enters as its file's bytes' hash, not its path. So a run folder and its
+    data can move to another machine and still resume.
+    """
+    dumped = result_dump(config, exclude)
+    data = dumped.get("data")
+    if isinstance(data, dict):
+        for key in (*(f"{k}_json" for k in DATA_JSONS), "image_root"):
+            data.pop(key, None)
+    student = dumped.get("student")
+    if isinstance(student, dict):
+        student.pop("teacher_checkpoint", None)
+        student.pop("delta", None)
+    targets = dumped.get("targets")
+    if isinstance(targets, dict) and config.targets.prototypes is not None:
+        targets["prototypes"] = _hash_file("targets.prototypes", config.targets.prototypes)
+    return canonical_hash(dumped)
 
 
 # -- the stages, each a plain function of a config -------------------------------------------------
@@ -84,13 +124,22 @@ def prototypes_stage(
     def action(resume: bool) -> dict[str, Any]:
         return {"prototypes": str(compute_prototypes(cfg, checkpoint, progress=False))}
 
-    inputs = {
-        "config": config_hash(cfg, exclude=("run", "student", "train", "targets")),
-        "data": file_hash(cfg.data.train_json),
-        "checkpoint": checkpoint,
+    return run_stage("prototypes", folder, prototypes_inputs(cfg, checkpoint, after), action, log=log)
+
+
+def prototypes_inputs(config: Config, checkpoint: str | None, after: str) -> dict[str, Any]:
+    """What the prototypes computed from: the data and model settings, Eq. 1's embedding
+    (``targets.instance_embedding``, ``crop_size``), the seed of a random-init trunk, and the
+    training images (``data.train_json``); the trunk's ``checkpoint`` enters through ``after``
+    (the hash of the stage that made it)."""
+    return {
+        "config": stage_config_hash(config, exclude=("run", "student", "train", "targets")),
+        "embedding": config.targets.model_dump(mode="json", include={"instance_embedding", "crop_size"}),
+        "train": config.train.model_dump(mode="json", include={"seed", "deterministic", "amp"}),
+        "data": data_hashes(config, ("train",)),
+        "checkpoint": checkpoint is not None,
         "after": after,
     }
-    return run_stage("prototypes", folder, inputs, action, log=log)
 
 
 def teacher_stage(
@@ -112,8 +161,24 @@ def teacher_stage(
             "targets": targets,
         }
 
-    inputs = {"config": config_hash(cfg), "data": data_hashes(cfg), "after": after}
-    return run_stage(name, folder, inputs, action, log=log)
+    return run_stage(name, folder, teacher_inputs(cfg, after), action, log=log)
+
+
+#: The jsons the teacher reads: it trains on ``train`` and is evaluated on ``val``.
+TEACHER_READS = ("train", "val")
+#: The jsons the calibration reads besides the teacher: the held-out images, and ``train`` for the
+#: categories and the overlap check.
+CALIBRATION_READS = ("train", "heldout")
+
+
+def teacher_inputs(config: Config, after: str = "") -> dict[str, Any]:
+    """What a teacher computes from: ``config`` without ``run`` and ``student`` (its result
+    settings, ``stage_config_hash``), the bytes of ``TEACHER_READS``, and the stage before it."""
+    return {
+        "config": stage_config_hash(config, exclude=("run", "student")),
+        "data": data_hashes(config, TEACHER_READS),
+        "after": after,
+    }
 
 
 def calibrate_stage(config: Config, teacher: StageOutcome, root: Path, log: Log) -> StageOutcome:
@@ -127,7 +192,7 @@ def calibrate_stage(config: Config, teacher: StageOutcome, root: Path, log: Log)
         ece = {g: report.ece(g) for g in ("all", "r", "c", "f")}
         return {"delta": str(out / "delta.safetensors"), "heldout_ece": ece}
 
-    inputs = {"teacher": teacher.hash, "data": data_hashes(cfg)}
+    inputs = {"teacher": teacher.hash, "data": data_hashes(cfg, CALIBRATION_READS)}
     return run_stage("calibrate", root / "calibration", inputs, action, log=log)
 
 
@@ -236,8 +301,25 @@ def student_stage(
         return {"metrics": result.metrics, "val_ece": val_ece(cfg, folder), "checkpoint": checkpoint}
 
     after = [teacher.hash, calibration.hash if calibration is not None else ""]
-    inputs = {"config": config_hash(cfg), "data": data_hashes(cfg), "after": after}
-    return run_stage(name, folder, inputs, action, log=log)
+    return run_stage(name, folder, student_inputs(cfg, after), action, log=log)
+
+
+def student_reads(student: StudentConfig) -> tuple[str, ...]:
+    """The jsons whose bytes a student's result depends on: ``train`` and ``val``, and the unlabeled
+    pool unless w = 0. At w = 0 (the control) the pool's batches are drawn, from their own seeded
+    streams, but never reach the loss or the teacher, so its weights do not depend on the pool (D86)."""
+    return ("train", "val", "unlabeled") if student.unsup_weight > 0 else ("train", "val")
+
+
+def student_inputs(config: Config, after: Any) -> dict[str, Any]:
+    """What a student (or the control) computes from: its resolved config's result settings, the
+    bytes of ``student_reads``, and the hashes of its teacher and calibration (``after``)."""
+    assert config.student is not None
+    return {
+        "config": stage_config_hash(config),
+        "data": data_hashes(config, student_reads(config.student)),
+        "after": after,
+    }
 
 
 def control_config(student: StudentConfig) -> StudentConfig:
@@ -275,9 +357,16 @@ class PipelineResult:
     stages: list[StageOutcome] = field(default_factory=list)
 
 
-def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
+#: The pipeline's stages in order (``run_pipeline(until=…)``, ``tailteacher submit --stage``).
+PIPELINE_STAGES = ("split", "prototypes", "teacher", "calibrate", "control", "pseudo_labels", "student")
+
+
+def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) -> PipelineResult:
     """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
-    ``report.html``."""
+    ``report.html``; with ``until`` (one of ``PIPELINE_STAGES``), only the stages up to that one
+    (those this config has), and no report."""
+    if until is not None and until not in PIPELINE_STAGES:
+        raise InputError(f"--stage: expected one of {', '.join(PIPELINE_STAGES)}, got {until!r}")
     root = Path(config.run.run_dir)
     if root.is_dir():
         remove_temporary_files(root)  # a report write killed part-way (each stage cleans its own)
@@ -287,17 +376,25 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         split = split_stage(cfg, root / "split", log)
         result.stages.append(split)
         cfg = with_updates(cfg, data=split.result)
+    if until == "split":
+        return result
     after = ""
     if cfg.targets.kind == "similarity" and cfg.targets.prototypes is None:
         protos = prototypes_stage(cfg, root / "prototypes", log)
         result.stages.append(protos)
         cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
         after = protos.hash
+    if until == "prototypes":
+        return result
     teacher = teacher_stage(cfg, root / "teacher", log, after=after)
     result.stages.append(teacher)
+    if until == "teacher":
+        return result
     calibration = calibrate_stage(cfg, teacher, root, log) if cfg.data.heldout_json else None
     if calibration is not None:
         result.stages.append(calibration)
+    if until == "calibrate":
+        return result
     student_cfg = cfg.student or StudentConfig()
     models = {"teacher": teacher}
     if cfg.data.unlabeled_json is not None:
@@ -306,9 +403,13 @@ def run_pipeline(config: Config, *, log: Log = print) -> PipelineResult:
         )
         result.stages.append(control)
         models[CONTROL] = control
+        if until == "control":
+            return result
         check = pseudo_label_stage(cfg, student_cfg, teacher, calibration, root, log)
         if check is not None:
             result.stages.append(check)
+        if until == "pseudo_labels":
+            return result
         student = student_stage(cfg, student_cfg, teacher, calibration, root / "student", log)
         result.stages.append(student)
         models[f"student ({student_cfg.pseudo_labels})"] = student

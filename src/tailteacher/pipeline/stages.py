@@ -9,7 +9,12 @@ Running the stage again:
   ``resume=True``, so a training stage continues from its last checkpoint;
 * either file present with another hash: refused (exit 2), so that a changed config never
   silently mixes with old outputs; the message names the folder to remove or the setting to change;
+* either file written under another hashing rule (``HASH_VERSION``; records before it have none):
+  refused with a message that says so, since its hash cannot be compared with this version's;
 * neither: run from the start.
+
+Inside ``finished_only()`` (``ablate --collect``) nothing runs: a finished stage with the same
+hash is returned, one with another hash is refused, and any other raises ``StageNotFinished``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,28 @@ from ..io import atomic_write_json
 
 DONE = "stage.json"
 STARTED = "stage.started.json"
+
+#: The rule by which a stage's inputs become its hash, recorded as ``hash_version`` in both records.
+#: 1 (records without the field): the whole config and every json the config names. 2: only the
+#: settings that change a result (no run-only keys, D85) and the jsons the stage reads (D86).
+HASH_VERSION = 2
+
+_FINISHED_ONLY: ContextVar[bool] = ContextVar("finished_only", default=False)
+
+
+class StageNotFinished(Exception):
+    """Raised inside ``finished_only()`` by a stage that has not finished (on any inputs)."""
+
+
+@contextmanager
+def finished_only() -> Iterator[None]:
+    """Within this block ``run_stage`` runs nothing: it returns finished stages whose hash matches,
+    refuses those with another hash, and raises ``StageNotFinished`` for the rest."""
+    token = _FINISHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _FINISHED_ONLY.reset(token)
 
 
 #: (path, size, mtime_ns) → SHA-256: every stage hashes the jsons it reads, and an LVIS train json
@@ -106,22 +135,34 @@ def run_stage(
         The outcome; ``result`` is the action's summary, read back from ``stage.json`` when skipped.
 
     Raises:
-        ValueError: the folder holds a stage run on other inputs.
+        InputError: the folder holds a stage run on other inputs or recorded under another hashing
+            rule (``HASH_VERSION``).
+        StageNotFinished: inside ``finished_only()``, the stage has not finished.
     """
     folder = Path(folder)
     digest = canonical_hash(dict(inputs))
+    collecting = _FINISHED_ONLY.get()
     done = read_record(folder / DONE)
     if done is not None:
+        _check_version(name, folder / DONE, done)
         if done.get("hash") == digest:
             log(f"[{name}] done already ({folder}), skipped")
             return StageOutcome(name, folder, digest, dict(done.get("result", {})), True, 0.0)
+        if collecting:
+            raise InputError(
+                f"{folder / DONE}: stage {name!r} finished with other inputs than this config gives "
+                "(config or data changed since it ran); collect with the config and --set it ran with"
+            )
         raise InputError(
             f"{folder / DONE}: stage {name!r} finished here with other inputs (config or data "
             "changed); remove the folder or choose another run.run_dir"
         )
+    if collecting:
+        raise StageNotFinished(f"{folder}: stage {name!r} has not finished")
     started = read_record(folder / STARTED)
     resume = False
     if started is not None:
+        _check_version(name, folder / STARTED, started)
         if started.get("hash") != digest:
             raise InputError(
                 f"{folder / STARTED}: stage {name!r} was started here with other inputs (config or "
@@ -133,13 +174,41 @@ def run_stage(
         log(f"[{name}] running in {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(folder, recursive=True)
-    atomic_write_json(folder / STARTED, {"stage": name, "hash": digest, "inputs": dict(inputs)}, indent=2)
+    started_record = {"stage": name, "hash_version": HASH_VERSION, "hash": digest, "inputs": dict(inputs)}
+    atomic_write_json(folder / STARTED, started_record, indent=2)
     t0 = time.perf_counter()
     result = dict(action(resume))
     seconds = round(time.perf_counter() - t0, 1)
     kill_point(f"stage_done/{name}")  # fault tests: outputs written, the record not
-    record = {"stage": name, "hash": digest, "seconds": seconds, "result": result}
+    record = {
+        "stage": name,
+        "hash_version": HASH_VERSION,
+        "hash": digest,
+        "inputs": dict(inputs),
+        "seconds": seconds,
+        "result": result,
+    }
     atomic_write_json(folder / DONE, record, indent=2)
     (folder / STARTED).unlink(missing_ok=True)
     log(f"[{name}] finished in {seconds:.0f} s")
     return StageOutcome(name, folder, digest, result, False, seconds)
+
+
+def _check_version(name: str, path: Path, record: Mapping[str, Any]) -> None:
+    """Refuse a record written under another hashing rule: its hash says nothing about this one's."""
+    version = record.get("hash_version")
+    if version == HASH_VERSION:
+        return
+    if isinstance(version, int) and version > HASH_VERSION:
+        who = f"a newer tailteacher (stage hash version {version}; this one uses {HASH_VERSION})"
+    else:
+        shown = 1 if version is None else version
+        who = (
+            f"an older tailteacher (stage hash version {shown}; this one uses {HASH_VERSION}, "
+            "which hashes only the settings and files that change the stage's result)"
+        )
+    raise InputError(
+        f"{path}: stage {name!r} was recorded by {who}, so whether it ran on the same inputs cannot "
+        f"be told; remove {path.parent} to run the stage again with this version, or finish the "
+        "run with the tailteacher version that started it"
+    )
