@@ -218,9 +218,13 @@ def decode(data: bytes, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
 
 def _load(path: Path, size: int) -> tuple[torch.Tensor, str, tuple[int, int]] | str:
     """(pixels, SHA-256 of the file, (w, h)), or why the file could not be used."""
+    from PIL import UnidentifiedImageError
+
     try:
         data = path.read_bytes()
         pixels, wh = decode(data, size)
+    except UnidentifiedImageError:
+        return "not an image file Pillow can read"
     except (OSError, ValueError, SyntaxError) as err:  # Pillow raises SyntaxError on some bad files
         return f"{type(err).__name__}: {err}"
     return pixels, hashlib.sha256(data).hexdigest(), wh
