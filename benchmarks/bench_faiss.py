@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, default=1024)
     ap.add_argument("--nprobe", default="4,8,16,32,64")
     ap.add_argument("--pq-m", type=int, default=96)
+    ap.add_argument("--kinds", default="ivf,ivfpq", help="approximate indexes to compare with flat")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -87,7 +88,7 @@ def main() -> None:
         hits = [len(np.intersect1d(a, b)) for a, b in zip(found, truth, strict=True)]
         return float(np.mean(hits) / args.k)
 
-    for kind in ("ivf", "ivfpq"):
+    for kind in args.kinds.split(","):
         t = time.perf_counter()
         index = build_index(shards, args.n, args.dim, kind, nlist=args.nlist, pq_m=args.pq_m, seed=args.seed)
         build = time.perf_counter() - t
