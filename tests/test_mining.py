@@ -321,3 +321,28 @@ def test_a_config_without_mining_dumps_as_before(tmp_path):
     assert "mining" not in Config.model_validate(cfg).model_dump(mode="json")
     with pytest.raises(ValueError, match=r"timm_model and mining.timm_checkpoint"):
         Config.model_validate({**cfg, "mining": {"pool": "x", "embedder": "timm"}})
+
+
+def test_run_pipeline_mines_before_the_teacher_and_hands_on_the_mined_pool(tmp_path, monkeypatch):
+    from tailteacher.pipeline import run as run_module
+
+    folder = _dataset(tmp_path)
+    monkeypatch.setattr(mine_module, "make_embedder", lambda config: mean_colour_embedder())
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def teacher(cfg, *args, **kwargs):
+        seen["config"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(run_module, "teacher_stage", teacher)
+    raw = _config(folder).model_dump(mode="json")
+    raw["data"]["heldout_json"] = raw["data"]["val_json"]  # no split stage
+    raw["targets"] = {"kind": "onehot"}  # no prototypes stage
+    with pytest.raises(Stop):
+        run_module.run_pipeline(Config.model_validate(raw), log=lambda s: None)
+    cfg = seen["config"]
+    assert cfg.mining is None
+    assert cfg.data.unlabeled_json == str(tmp_path / "run" / "mining" / "unlabeled.json")
