@@ -23,6 +23,7 @@ COMMANDS = (
     "evaluate",
     "results_calibration",
     "prototypes",
+    "mine",
     "train_teacher",
     "predict",
     "calibrate",

@@ -10,9 +10,9 @@ needs more adds a section, not keys to another one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from .engine.config import RunConfig, TrainConfig
 from .modeling.config import ModelConfig
@@ -174,6 +174,81 @@ class StudentConfig(StrictModel):
         return train.model_copy(update=update)
 
 
+class MiningConfig(StrictModel):
+    """Stage "mine" (the paper's §4.1): pick the student's unlabeled images from a large pool by
+    similarity to crops of the labeled instances of chosen classes (``tailteacher.mining``)."""
+
+    pool: str = Field(
+        description="the images to mine: a folder (searched recursively), a text file listing image "
+        "files (one a line, relative to the list's folder), or an LVIS/COCO json of images; every "
+        "file must lie under data.image_root (the student reads them from there)"
+    )
+    query_groups: list[Literal["r", "c", "f"]] = Field(
+        default=["r"],
+        min_length=1,
+        description="LVIS groups (of data.train_json) whose labeled instances are the queries",
+    )
+    query_classes: list[str] | None = Field(
+        default=None, description="category names to query instead of query_groups; null: the groups'"
+    )
+    embedder: Literal["backbone", "timm"] = Field(
+        default="backbone",
+        description="backbone: the detector's pretrained trunk (model.weights), as the prototypes; "
+        "timm: timm_model with the weights in timm_checkpoint (DINOv2 in the paper)",
+    )
+    timm_model: str | None = Field(
+        default=None, description="timm model name for embedder=timm, e.g. vit_small_patch14_dinov2"
+    )
+    timm_checkpoint: str | None = Field(
+        default=None,
+        description="local weights file (.safetensors, or a torch file read with weights_only) for "
+        "embedder=timm",
+    )
+    image_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="side in pixels that crops and pool images are resized to; null: targets.crop_size",
+    )
+    k: int = Field(default=64, gt=0, description="nearest pool images retrieved per query crop (paper: 64)")
+    index: Literal["auto", "flat", "ivf", "ivfpq"] = Field(
+        default="auto",
+        description="Faiss index: flat (exact), ivf, ivfpq; auto: flat up to 1M pool images, ivf up to "
+        "10M, ivfpq beyond",
+    )
+    nlist: int | None = Field(
+        default=None, gt=0, description="IVF cells; null: about 4·√(pool size), at most pool size / 39"
+    )
+    nprobe: int = Field(default=32, gt=0, description="IVF cells searched per query")
+    pq_m: int = Field(
+        default=64, gt=0, description="IVF-PQ sub-quantizers (bytes per vector); must divide the dimension"
+    )
+    near_duplicate_cosine: float = Field(
+        default=0.98,
+        gt=0,
+        le=1,
+        description="two found images whose embeddings have a cosine above this are near-duplicates; "
+        "the lower-ranked one is dropped",
+    )
+    max_images: int | None = Field(
+        default=None, gt=0, description="keep at most this many images, by best similarity; null: all found"
+    )
+    batch_size: int = Field(default=64, gt=0, description="images per embedding batch")
+    shard_size: int = Field(
+        default=4096, gt=0, description="pool images per cached embedding shard (the unit of resuming)"
+    )
+    truth_json: str | None = Field(
+        default=None,
+        description="annotations of the pool (a benchmark's pool_truth.json): the mined images' truth is "
+        "written beside the output for measuring only, never for training",
+    )
+
+    @model_validator(mode="after")
+    def _timm_needs_its_files(self) -> MiningConfig:
+        if self.embedder == "timm" and (self.timm_model is None or self.timm_checkpoint is None):
+            raise ValueError("mining.embedder=timm needs mining.timm_model and mining.timm_checkpoint")
+        return self
+
+
 class Config(StrictModel):
     """The whole configuration of one training run."""
 
@@ -183,6 +258,15 @@ class Config(StrictModel):
     train: TrainConfig
     run: RunConfig
     student: StudentConfig | None = None
+    mining: MiningConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _no_mining_key_when_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A config without mining dumps and hashes as before the section existed (D78).
+        out: dict[str, Any] = handler(self)
+        if self.mining is None:
+            out.pop("mining", None)
+        return out
 
     @model_validator(mode="after")
     def _classes_come_from_the_data(self) -> Config:

@@ -28,6 +28,13 @@ def register(sub: Any) -> None:
     synth.add_argument("--seed", type=int, default=0, help="seed, a non-negative integer (default 0)")
     synth.add_argument("--out", type=Path, required=True, help="output directory (created)")
     synth.add_argument("--overwrite", action="store_true", help="replace a benchmark already in --out")
+    synth.add_argument(
+        "--pool-images",
+        type=int,
+        default=None,
+        help="also write a mining pool of this many images drawn like the world (pool.json, "
+        "pool_truth.json, images/pool/; 25%% distractors); the other files do not change",
+    )
     synth.set_defaults(func=run)
 
 
@@ -36,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
+    if args.pool_images is not None and args.pool_images < 0:
+        raise InputError(f"--pool-images: expected a non-negative integer, got {args.pool_images}")
     try:
-        summary = generate(args.preset, args.seed, args.out, overwrite=args.overwrite)
+        summary = generate(
+            args.preset, args.seed, args.out, overwrite=args.overwrite, pool_images=args.pool_images
+        )
     except ValueError as err:
         msg = str(err)
         raise InputError(msg.replace("out: ", "--out: ", 1) if msg.startswith("out: ") else msg) from None

@@ -9,6 +9,11 @@ round the families, so every family has frequent and rare members: a rare class 
 look-alikes. Validation holds every class at least ``val_min_images`` times; the unlabeled pool
 follows a flattened law (n^τ), so rare classes are more frequent there than in the labeled set.
 
+On request (``pool_images``) a larger *mining pool* is written beside them: drawn like the world
+(class image counts ∝ the training counts, no tempering) plus distractor images with no object of
+any class (empty backgrounds, or shapes in colours no class has), for ``tailteacher mine`` to pick
+a student's unlabeled set from (docs/decisions.md D80). The other files do not change with it.
+
 It is a test bed for the method, not a claim about LVIS. Pixels are drawn by ``synth_draw``;
 this module plans the data set and writes the files (docs/benchmark.md).
 """
@@ -20,7 +25,7 @@ import io
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,11 @@ from .frequency import group_of
 
 SPLITS = ("train", "val", "unlabeled")
 JSON_FILES = ("train.json", "val.json", "unlabeled.json", "unlabeled_truth.json")
+#: The optional mining pool: its split name (images/pool/) and files (D80).
+POOL = "pool"
+POOL_FILES = ("pool.json", "pool_truth.json")
+# The random streams of each split; the pool's key comes after the three fixed splits.
+_SPLIT_KEYS = {"train": 0, "val": 1, "unlabeled": 2, POOL: 3}
 DESCRIPTION = "tailteacher synthetic long-tailed benchmark (a test bed, not LVIS)"
 # Instances of a class in an image where it appears: 1, 2 or 3.
 _EXTRA_INSTANCE_P = (0.7, 0.2, 0.1)
@@ -62,6 +72,8 @@ class Preset:
     not_exhaustive_fraction: float = 0.03
     object_size: tuple[float, float] = (0.16, 0.38)  # diameter / image side
     rank_step: int = 3  # variant offset between families at one frequency level
+    pool_images: int = 0  # the mining pool's images (0: none written)
+    pool_distractor_fraction: float = 0.25  # share of pool images with no object of any class
 
     def __post_init__(self) -> None:
         bad = [f for f in self.families if f not in draw.FAMILIES]
@@ -72,10 +84,17 @@ class Preset:
         sizes = (self.image_size, self.train_images, self.val_images, self.unlabeled_images)
         if min(sizes) < 1 or not 1 <= self.tail_images <= self.head_images <= self.train_images:
             raise ValueError(f"preset {self.name}: need 1 ≤ tail_images ≤ head_images ≤ train_images")
+        if self.pool_images < 0 or not 0 <= self.pool_distractor_fraction < 1:
+            raise ValueError(f"preset {self.name}: need pool_images ≥ 0 and 0 ≤ pool_distractor_fraction < 1")
 
     @property
     def num_classes(self) -> int:
         return len(self.families) * len(self.variants)
+
+    @property
+    def pool_object_images(self) -> int:
+        """Pool images that hold objects of the classes (the rest are distractors)."""
+        return round(self.pool_images * (1.0 - self.pool_distractor_fraction))
 
 
 # Near-hue twins (red/rose, blue/violet) inside the per-instance colour jitter's reach: a class and
@@ -137,6 +156,7 @@ class SynthClass:
     train_images: int
     val_images: int
     unlabeled_images: int
+    pool_images: int = 0  # images of the mining pool that contain it (∝ train_images)
 
     @property
     def name(self) -> str:
@@ -182,6 +202,7 @@ def _class_plan(p: Preset) -> tuple[SynthClass, ...]:
     train = power_law_counts(p.num_classes, p.head_images, p.tail_images, p.power)
     weight = np.asarray(train, dtype=np.float64) ** p.unlabeled_tempering
     unlabeled_total = p.unlabeled_images * sum(train) / p.train_images
+    pool_total = p.pool_object_images * sum(train) / p.train_images
     rank_of: dict[tuple[int, int], int] = {}
     for r in range(p.num_classes):
         f = r % nf
@@ -200,6 +221,7 @@ def _class_plan(p: Preset) -> tuple[SynthClass, ...]:
                     train_images=train[r],
                     val_images=max(p.val_min_images, round(p.val_fraction * train[r])),
                     unlabeled_images=max(1, round(unlabeled_total * weight[r] / weight.sum())),
+                    pool_images=round(pool_total * train[r] / sum(train)),
                 )
             )
     return tuple(classes)
@@ -207,7 +229,7 @@ def _class_plan(p: Preset) -> tuple[SynthClass, ...]:
 
 def _rng(seed: int, split: str, stream: int, index: int) -> np.random.Generator:
     # Fixed-length keys: SeedSequence pads short keys with zeros, so [s, 1] would equal [s, 1, 0].
-    return np.random.default_rng([seed, SPLITS.index(split), stream, index])
+    return np.random.default_rng([seed, _SPLIT_KEYS[split], stream, index])
 
 
 def _capacities(total: int, n: int, most: int, rng: np.random.Generator) -> np.ndarray:
@@ -232,7 +254,12 @@ def split_layout(preset: str | Preset, split: str, seed: int) -> list[list[int]]
     p = get_preset(preset)
     classes = class_plan(p)
     targets = [getattr(c, f"{split}_images") for c in classes]
-    n = {"train": p.train_images, "val": p.val_images, "unlabeled": p.unlabeled_images}[split]
+    n = {
+        "train": p.train_images,
+        "val": p.val_images,
+        "unlabeled": p.unlabeled_images,
+        POOL: p.pool_object_images,
+    }[split]
     total = sum(targets)
     if not n <= total <= n * p.max_classes_per_image or max(targets) > n:
         raise ValueError(
@@ -302,6 +329,35 @@ def synth_image(
     return image
 
 
+def distractor_image(preset: str | Preset, rng: np.random.Generator) -> SynthImage:
+    """A pool image with no object of any class: half of them an empty background, half 1-3 shapes
+    in a colour no class of the preset has (objects a mining query should not find). Nothing in
+    it is annotated; ``instances`` is empty."""
+    p = get_preset(preset)
+    spare = sorted(set(draw.COLOURS) - {c for c, _ in p.variants})
+    looks: list[tuple[int, draw.Look, bool]] = []
+    if spare and rng.random() < 0.5:
+        for k in range(1 + int(rng.integers(3))):
+            look = draw.Look(
+                p.families[int(rng.integers(len(p.families)))],
+                spare[int(rng.integers(len(spare)))],
+                draw.TEXTURES[int(rng.integers(len(draw.TEXTURES)))],
+            )
+            looks.append((0, look, k == 0))
+    pixels, _ = draw.compose(looks, p.image_size, p.object_size, rng)
+    return SynthImage(pixels, [], [])
+
+
+def pool_plan(preset: str | Preset, seed: int) -> list[list[int] | None]:
+    """The mining pool's images in order: the classes (0-based) of each, None for a distractor.
+    Class k is in exactly ``pool_images`` of its images; distractors are spread at random."""
+    p = get_preset(preset)
+    objects: list[list[int] | None] = list(split_layout(p, POOL, seed)) if p.pool_object_images else []
+    plan = objects + [None] * (p.pool_images - len(objects))
+    order = _rng(seed, POOL, 2, 0).permutation(len(plan))
+    return [plan[int(i)] for i in order]
+
+
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator that draws image ``index`` (0-based) of ``split``."""
     return _rng(seed, split, 1, index)
@@ -335,9 +391,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise InputError(f"out: {out} exists and is not empty; pass --overwrite to replace it")
         # Only what a previous run wrote goes: json files and PNGs of the split folders.
-        for name in JSON_FILES:
+        for name in JSON_FILES + POOL_FILES:
             (out / name).unlink(missing_ok=True)
-        for split in SPLITS:
+        for split in (*SPLITS, POOL):
             folder = out / "images" / split
             for png in folder.glob("*.png") if folder.is_dir() else []:
                 png.unlink()
@@ -371,19 +427,34 @@ def _dump(
     atomic_write_bytes(out / name, json.dumps(doc, separators=(",", ":")).encode())
 
 
-def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool = False) -> SynthSummary:
+def generate(
+    preset: str | Preset,
+    seed: int,
+    out: Path | str,
+    overwrite: bool = False,
+    pool_images: int | None = None,
+) -> SynthSummary:
     """Write the benchmark under ``out``: train.json, val.json, unlabeled.json (images, no
     annotations), unlabeled_truth.json (the pool's complete annotations, for measuring what
     mining finds; never for training) and PNGs under images/{train,val,unlabeled}/.
+
+    With ``pool_images`` > 0 (default: the preset's ``pool_images``) also the mining pool:
+    pool.json (images only), pool_truth.json (its annotations, for measuring only) and PNGs under
+    images/pool/; the other files are the same bytes with or without it (D80).
 
     Image and annotation ids are unique across all files. The json files are written last, so
     a train.json on disk means every image is there. Same preset and seed: the same bytes.
     """
     p = get_preset(preset)
+    if pool_images is not None:
+        if isinstance(pool_images, bool) or not isinstance(pool_images, int) or pool_images < 0:
+            raise InputError(f"pool_images: expected a non-negative integer, got {pool_images!r}")
+        p = replace(p, pool_images=pool_images)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
     start = time.perf_counter()
     layouts = {split: split_layout(p, split, seed) for split in SPLITS}  # a bad preset fails here
+    pool_layout = pool_plan(p, seed) if p.pool_images else None
     out = Path(out)
     _prepare_out(out, overwrite)
     classes = class_plan(p)
@@ -412,6 +483,29 @@ def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool =
                     ann_id += 1
             image_id += 1
         records[split] = (images, anns)
+    if pool_layout is not None:
+        (out / "images" / POOL).mkdir(parents=True, exist_ok=True)
+        images, anns = [], []
+        for k, planned in enumerate(pool_layout):
+            rng = image_rng(seed, POOL, k)
+            img = distractor_image(p, rng) if planned is None else synth_image(p, planned, rng, complete=True)
+            file_name = f"{POOL}/{image_id:06d}.png"
+            atomic_write_bytes(out / "images" / file_name, _png(img.pixels))
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": file_name,
+                    "width": p.image_size,
+                    "height": p.image_size,
+                    "neg_category_ids": [],
+                    "not_exhaustive_category_ids": [],
+                }
+            )
+            for inst in img.instances:
+                anns.append(inst.annotation(ann_id, image_id))
+                ann_id += 1
+            image_id += 1
+        records[POOL] = (images, anns)
     cats = _categories(classes, records["train"][1])
     for split in SPLITS:
         info = {"description": DESCRIPTION, "version": "1", "preset": p.name, "seed": seed, "split": split}
@@ -422,17 +516,23 @@ def generate(preset: str | Preset, seed: int, out: Path | str, overwrite: bool =
             _dump(out, "unlabeled.json", info, pool, [], cats)
         else:
             _dump(out, f"{split}.json", info, images, anns, cats)
+    if pool_layout is not None:
+        images, anns = records[POOL]
+        info = {"description": DESCRIPTION, "version": "1", "preset": p.name, "seed": seed, "split": POOL}
+        distractors = sum(1 for present in pool_layout if present is None)
+        _dump(out, "pool_truth.json", {**info, "distractor_images": distractors}, images, anns, cats)
+        _dump(out, "pool.json", info, images, [], cats)
     group = {c.id: group_of(c.train_images) for c in classes}
     return SynthSummary(
         preset=p.name,
         seed=seed,
         out=out,
         groups={g: sum(1 for c in cats if c["frequency"] == g) for g in "rcf"},
-        images={s: len(records[s][0]) for s in SPLITS},
-        instances={s: len(records[s][1]) for s in SPLITS},
+        images={s: len(records[s][0]) for s in records},
+        instances={s: len(records[s][1]) for s in records},
         group_instances={
             s: {g: sum(1 for a in records[s][1] if group[a["category_id"]] == g) for g in "rcf"}
-            for s in SPLITS
+            for s in records
         },
         seconds=time.perf_counter() - start,
     )

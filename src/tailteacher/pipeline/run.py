@@ -11,10 +11,11 @@ not hashed (a json names them; re-hashing millions of images would cost more tha
 neither is ``data.image_root``, where they lie on this machine.
 
 Folders: ``split/`` (only when ``data.heldout_json`` is null: the 85/15 split of
-``data.train_json``), ``prototypes/`` (only for ``targets.kind=similarity`` without
-``targets.prototypes``), ``teacher/``, ``calibration/``, ``control/`` (the student's schedule on
-labeled images only, w = 0: the baseline every student is compared with), ``student/``, and
-``report.md`` / ``report.json`` at the top, rewritten by every run.
+``data.train_json``), ``mining/`` (only with a ``mining`` section: the student's unlabeled images
+mined from ``mining.pool``; they replace ``data.unlabeled_json``), ``prototypes/`` (only for
+``targets.kind=similarity`` without ``targets.prototypes``), ``teacher/``, ``calibration/``,
+``control/`` (the student's schedule on labeled images only, w = 0: the baseline every student is
+compared with), ``student/``, and ``report.md`` / ``report.json`` at the top, rewritten by every run.
 """
 
 from __future__ import annotations
@@ -111,6 +112,30 @@ def split_stage(
 
     inputs = {"train": file_hash(config.data.train_json), "fraction": fraction, "seed": seed}
     return run_stage("split", folder, inputs, action, log=log)
+
+
+def mine_stage(config: Config, folder: Path, log: Log) -> StageOutcome:
+    """The paper's §4.1: ``mining.pool`` searched for the chosen classes into
+    ``folder/unlabeled.json`` (``mining.mine``); a stopped stage resumes from the embedding
+    shards cached under ``folder/cache``."""
+    from ..mining.mine import mine
+
+    assert config.mining is not None
+    m = config.mining
+
+    def action(resume: bool) -> dict[str, Any]:
+        result = mine(config, folder, log=log, show_progress=False)
+        return {"unlabeled_json": str(result.unlabeled_json), "summary": result.summary}
+
+    pool_file = Path(m.pool)
+    inputs = {
+        # train and targets.crop_size, the model's weights and the data, not where the run lives
+        "config": config_hash(config, exclude=("run", "student")),
+        "data": data_hashes(config, ("train", "heldout", "val")),  # what dedup reads; not the pool json
+        "pool": file_hash(m.pool) if pool_file.is_file() else m.pool,  # a folder: its path only
+        "truth": file_hash(m.truth_json) if m.truth_json else None,
+    }
+    return run_stage("mine", folder, inputs, action, log=log)
 
 
 def prototypes_stage(
@@ -358,7 +383,16 @@ class PipelineResult:
 
 
 #: The pipeline's stages in order (``run_pipeline(until=…)``, ``tailteacher submit --stage``).
-PIPELINE_STAGES = ("split", "prototypes", "teacher", "calibrate", "control", "pseudo_labels", "student")
+PIPELINE_STAGES = (
+    "split",
+    "mine",
+    "prototypes",
+    "teacher",
+    "calibrate",
+    "control",
+    "pseudo_labels",
+    "student",
+)
 
 
 def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) -> PipelineResult:
@@ -377,6 +411,13 @@ def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) 
         result.stages.append(split)
         cfg = with_updates(cfg, data=split.result)
     if until == "split":
+        return result
+    if cfg.mining is not None:
+        mined = mine_stage(cfg, root / "mining", log)
+        result.stages.append(mined)
+        # the stages after it see the mined images as data.unlabeled_json and no mining section
+        cfg = with_updates(cfg, data={"unlabeled_json": mined.result["unlabeled_json"]}, mining=None)
+    if until == "mine":
         return result
     after = ""
     if cfg.targets.kind == "similarity" and cfg.targets.prototypes is None:
