@@ -130,7 +130,7 @@ def mine_stage(config: Config, folder: Path, log: Log) -> StageOutcome:
     pool_file = Path(m.pool)
     inputs = {
         # train and targets.crop_size, the model's weights and the data, not where the run lives
-        "config": config_hash(config, exclude=("run", "student")),
+        "config": stage_config_hash(config, exclude=("run", "student")),
         "data": data_hashes(config, ("train", "heldout", "val")),  # what dedup reads; not the pool json
         "pool": file_hash(m.pool) if pool_file.is_file() else m.pool,  # a folder: its path only
         "truth": file_hash(m.truth_json) if m.truth_json else None,
