@@ -78,6 +78,7 @@ _KEPT = {
     "student.strong_augmentation.grayscale_p": "0.0",
 }
 _LONG = {"student.max_steps": "480", "train.max_steps": "480"}
+_POOL = {"data.image_root": "{pool}/images"}
 VARIANTS.update(
     {
         "shipped_corrected_threshold": {**_SHIPPED, "student.threshold_on": "corrected"},
@@ -103,8 +104,14 @@ VARIANTS.update(
         "long_colour_kept": {**_KEPT, **_LONG},
         "long_colour_kept_soft": {**_KEPT, **_LONG, "student.pseudo_labels": "soft"},
         "long_colour_kept_onehot": {**_KEPT, **_LONG, "student.pseudo_labels": "onehot"},
+        # Issue 13: the shipped student on the images `tailteacher mine` picked from a world-like pool
+        # (POOL/mined.json), and on a random sample of that pool of the same size (POOL/random.json).
+        # POOL (--pool-dir) is a `synth --pool-images` folder whose train/val equal the run's data.
+        "mined_pool": {**_KEPT, **_POOL, "data.unlabeled_json": "{pool}/mined.json"},
+        "random_pool": {**_KEPT, **_POOL, "data.unlabeled_json": "{pool}/random.json"},
     }
 )
+POOL_DIR: Path | None = None  # --pool-dir
 COLUMNS = ("AP", "APr", "APc", "APf", "AP50", "AP75", "boxAP", "ECE", "boxes/img")
 
 
@@ -126,6 +133,10 @@ def train(run_dir: Path, name: str, overrides: dict[str, str], extra: list[str],
     if (out / "student.json").is_file():
         return f"{name}: done already"
     sets = {**BASE, **overrides, "run.run_dir": str(out), "run.resume": "true"}
+    if any("{pool}" in v for v in sets.values()):
+        if POOL_DIR is None:
+            return f"{name}: needs --pool-dir"
+        sets = {k: v.replace("{pool}", str(POOL_DIR)) for k, v in sets.items()}
     cmd = [sys.executable, "-m", "tailteacher", "train-student", str(run_dir / "control" / "config.yaml")]
     cmd += [f"--set={k}={v}" for k, v in sets.items()] + [f"--set={s}" for s in extra]
     calibration = run_dir / "calibration" / "delta.safetensors"
@@ -168,7 +179,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per job (default 2 // jobs)")
     p.add_argument("--only", nargs="*", default=None, help="variant names (default: all)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="applied to every variant")
+    p.add_argument("--pool-dir", type=Path, default=None, help="for mined_pool / random_pool (see VARIANTS)")
     args = p.parse_args()
+    global POOL_DIR
+    POOL_DIR = args.pool_dir
     names = args.only or list(VARIANTS)
     threads = args.threads or max(1, 2 // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -63,7 +63,7 @@ def test_the_checkpoint_resubmits_the_same_call_and_the_job_pickles(tiny, tmp_pa
     assert again.function is job and again.args == () and again.kwargs == {}
     copy = cloudpickle.loads(cloudpickle.dumps(again))
     assert copy.function.config == job.config and copy.function.until == "teacher"
-    with pytest.raises(InputError, match="--stage: expected one of split, prototypes"):
+    with pytest.raises(InputError, match="--stage: expected one of split, mine, prototypes"):
         PipelineJob(job.config, until="students")
 
 
