@@ -19,6 +19,7 @@ from tailteacher.config_io import load_config
 from tailteacher.data.synth import generate
 from tailteacher.errors import InputError
 from tailteacher.launch.submit import PipelineJob, Resources, make_executor, submit
+from tiny_run import tiny_run_sets
 
 TEACHER_STEPS = 10
 
@@ -31,26 +32,14 @@ def tiny(tmp_path_factory):
 
 
 def _sets(data: Path, run: Path) -> dict[str, object]:
-    return {
-        "data.train_json": f"{data}/train.json",
-        "data.heldout_json": "null",
-        "data.val_json": f"{data}/val.json",
-        "data.unlabeled_json": "null",  # split, teacher, calibration: the stages a student builds on
-        "data.image_root": f"{data}/images",
-        "data.image_size": 64,
-        "data.batch_size": 2,
-        "data.workers": 0,
-        "model.image_min_size": 64,
-        "model.image_max_size": 64,
-        "model.roi_batch_size_per_image": 32,
-        "model.proposals_test": 50,
-        "model.detections_per_image": 20,
-        "targets.kind": "onehot",
-        "train.max_steps": TEACHER_STEPS,
-        "train.warmup_steps": 1,
-        "train.checkpoint_every": 2,
-        "run.run_dir": str(run),
-    }
+    return tiny_run_sets(
+        data,
+        run,
+        **{
+            "data.unlabeled_json": "null",  # split, teacher, calibration: the stages a student builds on
+            "train.max_steps": TEACHER_STEPS,
+        },
+    )
 
 
 def _config(data: Path, run: Path):

@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 
-def tiny_run_command(data: Path, run: Path, **overrides: object) -> list[str]:
-    """``python -m tailteacher run demo`` on ``data`` (a generated `tiny` benchmark) into ``run``:
-    64 px images, one-hot teacher targets, 3 teacher and 8 student steps, a checkpoint every 2;
-    ``overrides`` win; pass them as a dict of dotted keys: ``**{"train.max_steps": 4}``."""
+def tiny_run_sets(data: Path, run: Path, **overrides: object) -> dict[str, object]:
+    """The ``--set`` keys of ``tiny_run_command`` (``overrides`` win)."""
     sets: dict[str, object] = {
         "data.train_json": f"{data}/train.json",
         "data.heldout_json": "null",
@@ -32,4 +30,12 @@ def tiny_run_command(data: Path, run: Path, **overrides: object) -> list[str]:
         "run.run_dir": str(run),
     }
     sets.update(overrides)
+    return sets
+
+
+def tiny_run_command(data: Path, run: Path, **overrides: object) -> list[str]:
+    """``python -m tailteacher run demo`` on ``data`` (a generated `tiny` benchmark) into ``run``:
+    64 px images, one-hot teacher targets, 3 teacher and 8 student steps, a checkpoint every 2;
+    ``overrides`` win; pass them as a dict of dotted keys: ``**{"train.max_steps": 4}``."""
+    sets = tiny_run_sets(data, run, **overrides)
     return [sys.executable, "-m", "tailteacher", "run", "demo", *(f"--set={k}={v}" for k, v in sets.items())]
