@@ -378,6 +378,20 @@ class SynthSummary:
     seconds: float
 
 
+def _image_record(
+    image_id: int, file_name: str, size: int, neg: list[int], not_exhaustive: list[int]
+) -> dict[str, Any]:
+    """An LVIS image record of a square ``size`` px image (key order as written since D60)."""
+    return {
+        "id": image_id,
+        "file_name": file_name,
+        "width": size,
+        "height": size,
+        "neg_category_ids": neg,
+        "not_exhaustive_category_ids": not_exhaustive,
+    }
+
+
 def _png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, format="PNG")  # PIL adds no time or text chunk
@@ -468,14 +482,9 @@ def generate(
             file_name = f"{split}/{image_id:06d}.png"
             atomic_write_bytes(out / "images" / file_name, _png(img.pixels))
             images.append(
-                {
-                    "id": image_id,
-                    "file_name": file_name,
-                    "width": p.image_size,
-                    "height": p.image_size,
-                    "neg_category_ids": img.neg_category_ids,
-                    "not_exhaustive_category_ids": img.not_exhaustive_category_ids,
-                }
+                _image_record(
+                    image_id, file_name, p.image_size, img.neg_category_ids, img.not_exhaustive_category_ids
+                )
             )
             for inst in img.instances:
                 if inst.annotated:
@@ -491,16 +500,7 @@ def generate(
             img = distractor_image(p, rng) if planned is None else synth_image(p, planned, rng, complete=True)
             file_name = f"{POOL}/{image_id:06d}.png"
             atomic_write_bytes(out / "images" / file_name, _png(img.pixels))
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": file_name,
-                    "width": p.image_size,
-                    "height": p.image_size,
-                    "neg_category_ids": [],
-                    "not_exhaustive_category_ids": [],
-                }
-            )
+            images.append(_image_record(image_id, file_name, p.image_size, [], []))
             for inst in img.instances:
                 anns.append(inst.annotation(ann_id, image_id))
                 ann_id += 1
