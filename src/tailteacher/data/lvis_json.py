@@ -406,9 +406,8 @@ def load_lvis(
         InputError: listing every problem found, each with file, record and field.
     """
     constants: list[str] = []  # NaN, Infinity, -Infinity: Python's json reads them, the standard has none
-    if isinstance(path, dict):
+    if isinstance(path, dict):  # parsed already: NaN in a field nobody reads is not written back
         p, raw = Path("<ground truth>"), path
-        constants = ["NaN"]  # unknown: look for them (cheap, and only on a valid file)
     else:
         p = Path(path)
         raw = _read(p, constants)
