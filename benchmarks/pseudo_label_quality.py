@@ -1,6 +1,7 @@
 """How good are a teacher's pseudo-labels? Precision and recall against the unlabeled pool's truth.
 
-    python benchmarks/pseudo_label_quality.py CONFIG TEACHER.safetensors [DELTA.safetensors] [--images 200]
+    python benchmarks/pseudo_label_quality.py CONFIG TEACHER.safetensors [DELTA.safetensors] \
+        [--images 200] [--shrinkage 10]
 
 The embedded benchmark ships ``unlabeled_truth.json`` (the pool's annotations, never used for
 training). The teacher runs on each unlabeled image as the student's teacher does (no
@@ -22,6 +23,7 @@ from tailteacher.config_io import load_config
 from tailteacher.data.dataset import LvisDataset, Sample
 from tailteacher.data.lvis_json import load_lvis
 from tailteacher.pipeline.data import load_train_data
+from tailteacher.pipeline.delta import load_delta
 from tailteacher.pipeline.detector import build_detector, load_detector_weights
 from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
@@ -33,6 +35,9 @@ def main() -> None:
     p.add_argument("teacher")
     p.add_argument("delta", nargs="?")
     p.add_argument("--images", type=int, default=200)
+    p.add_argument(
+        "--shrinkage", type=float, default=10.0, help="κ of student.delta_shrinkage (D100); 0: Eq. 4 as is"
+    )
     args = p.parse_args()
     cfg = load_config(args.config)
     train = load_train_data(cfg)
@@ -44,9 +49,7 @@ def main() -> None:
     data = LvisDataset(truth, sorted(truth.images)[: args.images])
     delta = None
     if args.delta:
-        from safetensors.torch import load_file
-
-        delta = load_file(args.delta)["delta"]
+        delta = load_delta(args.delta, load_train_data(cfg), args.shrinkage)
     modes = {
         "onehot tau 0.5": PseudoLabelConfig(mode="onehot"),
         "soft tau 0.3": PseudoLabelConfig(mode="soft"),

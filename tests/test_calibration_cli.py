@@ -43,7 +43,11 @@ def test_writes_json_and_diagrams(tmp_path, capsys, iou_type):
     # Δ for Eq. 5 as a tensor in class order (categories sorted by id), the same numbers.
     from safetensors.torch import load_file
 
-    assert load_file(str(out / "delta.safetensors"))["delta"].tolist() == pytest.approx([-0.0125, -0.5, -0.3])
+    tensors = load_file(str(out / "delta.safetensors"))
+    assert tensors["delta"].tolist() == pytest.approx([-0.0125, -0.5, -0.3])
+    # and the held-out detections behind each Δ_c, for the shrinkage of D100
+    assert tensors["count"].tolist() == [c["num_detections"] for c in data["categories"]]
+    assert sum(tensors["count"].tolist()) == 6
     for name in FILES - {"calibration.json", "delta.safetensors"}:
         with Image.open(out / name) as im:
             assert im.format == "PNG" and im.size == RELIABILITY_SIZE

@@ -110,6 +110,12 @@ class StudentConfig(StrictModel):
         default=None, description="delta.safetensors from `tailteacher calibrate` (required by calibrated)"
     )
     lam: float = Field(default=2.0, description="λ of Eq. 5")
+    delta_shrinkage: float = Field(
+        default=10.0,
+        ge=0,
+        description="κ: each class's Δ is pulled toward its frequency group's pooled Δ as "
+        "(n Δ + κ Δ_group) / (n + κ), n = its held-out detections (D100); 0: Eq. 4 as measured",
+    )
     support: Literal["all", "nonzero"] = Field(
         default="all", description="Eq. 5 on the whole row (all) or on the teacher's top-k classes (nonzero)"
     )

@@ -28,7 +28,8 @@ def write_calibration(
 ) -> CalibrationReport:
     """Match ``results`` to ``gt_path`` (IoU ≥ 0.5, LVIS rules) and write into ``out``:
     ``calibration.json`` (Δ per category id, ECE per group), ``delta.safetensors`` (Δ [C] float32
-    in class order — categories sorted by id, as every tensor of the project — for Eq. 5) and
+    in class order — categories sorted by id, as every tensor of the project — for Eq. 5, and
+    ``count`` [C] int64, the detections behind each Δ_c, for its shrinkage, D100) and
     ``reliability_{all,r,c,f}.png``."""
     from safetensors.torch import save
 
@@ -47,7 +48,9 @@ def write_calibration(
     }
     out.mkdir(parents=True, exist_ok=True)
     io.atomic_write_json(out / "calibration.json", payload, indent=1)
-    io.atomic_write_bytes(out / "delta.safetensors", save({"delta": report.delta.float().contiguous()}))
+    count = report.accumulator.stats[0].sum(dim=1)  # [C] held-out detections behind each Δ_c
+    tensors = {"delta": report.delta.float().contiguous(), "count": count.long().contiguous()}
+    io.atomic_write_bytes(out / "delta.safetensors", save(tensors))
     for group, title in DIAGRAMS.items():
         plot_reliability(
             report.reliability(group),

@@ -5,7 +5,8 @@ Import this into any detector: nothing here depends on a model or a data format.
     Eq. 1  class_prototypes, PrototypeAccumulator
     Eq. 2  similarity_smoothing_matrix
     Eq. 3  smooth_targets (uniform baseline: uniform_smooth_targets)
-    Eq. 4  ccece; with expected_calibration_error, reliability_bins, CalibrationAccumulator
+    Eq. 4  ccece; with expected_calibration_error, reliability_bins, CalibrationAccumulator;
+           shrink_ccece for classes with few samples (D100)
     Eq. 5  calibrate_soft_labels
     loss   soft_cross_entropy (softmax head), soft_binary_cross_entropy (sigmoid/federated head)
 """
@@ -16,6 +17,7 @@ from .ccece import (
     ccece,
     expected_calibration_error,
     reliability_bins,
+    shrink_ccece,
 )
 from .class_prototypes import PrototypeAccumulator, class_prototypes
 from .correction import calibrate_soft_labels
@@ -39,6 +41,7 @@ __all__ = [
     "expected_calibration_error",
     "reliability_bins",
     "row_entropy",
+    "shrink_ccece",
     "similarity_smoothing_matrix",
     "smooth_targets",
     "soft_binary_cross_entropy",

@@ -113,6 +113,50 @@ def ccece_from_statistics(
     return (count / n_c * (acc - conf)).sum(dim=1)
 
 
+def shrink_ccece(
+    delta: torch.Tensor, count: torch.Tensor, groups: torch.Tensor, strength: float
+) -> torch.Tensor:
+    """Eq. 4's Δ shrunk toward its group's pooled Δ where a class has few samples (our reading, D100).
+
+        Δ̃_c = (n_c Δ_c + κ Δ_g(c)) / (n_c + κ),    Δ_g = Σ_{c∈g} n_c Δ_c / Σ_{c∈g} n_c
+
+    Δ_c is a mean of (correct − confidence) over class c's n_c samples, so from a few samples it is
+    noise of about ±0.5/√n_c; κ is how many samples the group's Δ counts as. Δ_g is the group's
+    Δ over all its samples pooled (0 for a group without samples). κ = 0 returns ``delta``.
+
+    Args:
+        delta: [C] Δ per class (Eq. 4).
+        count: [C] samples (held-out detections) behind each Δ_c, ≥ 0.
+        groups: [C] integer group of each class (e.g. 0/1/2 for the LVIS frequency groups r/c/f).
+        strength: κ ≥ 0, in samples.
+
+    Returns:
+        [C] in the dtype of ``delta``.
+
+    Raises:
+        ValueError: shapes differ, a count is negative, κ < 0.
+    """
+    d = _checks.float_tensor("delta", delta, ndim=1)
+    n = _checks.tensor("count", count).to(torch.float64)
+    g = _checks.tensor("groups", groups)
+    _checks.same_shape("count", n, "delta", d)
+    _checks.same_shape("groups", g, "delta", d)
+    if g.dtype.is_floating_point or g.dtype == torch.bool:
+        raise ValueError(f"groups: expected an integer tensor, got {g.dtype}")
+    if n.numel() and float(n.min()) < 0:
+        raise ValueError("count: expected counts ≥ 0")
+    kappa = _checks.real("strength", strength, lo=0.0)
+    if kappa == 0 or d.numel() == 0:
+        return d.clone()
+    d64 = d.to(torch.float64)
+    _, index = torch.unique(g, return_inverse=True)
+    size = int(index.max()) + 1
+    mass = torch.zeros(size, dtype=torch.float64).index_add_(0, index, n * d64)
+    total = torch.zeros(size, dtype=torch.float64).index_add_(0, index, n)
+    pooled = torch.where(total > 0, mass / total.clamp(min=1e-12), torch.zeros_like(total))
+    return ((n * d64 + kappa * pooled[index]) / (n + kappa)).to(d.dtype)
+
+
 def _reliability(count: torch.Tensor, conf_sum: torch.Tensor, correct_sum: torch.Tensor) -> ReliabilityBins:
     num_bins = count.shape[-1]
     n = count.clamp(min=1)

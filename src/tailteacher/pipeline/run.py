@@ -242,13 +242,12 @@ def pseudo_label_stage(
         return None
 
     def action(resume: bool) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
         from ..data.dataset import LvisDataset, Sample
         from ..data.lvis_json import load_lvis
         from ..engine.build import init_run
         from ..io import atomic_write_json
         from .data import load_train_data
+        from .delta import load_delta
         from .detector import build_detector, load_detector_weights
         from .pseudo_label_quality import group_index, measure_pseudo_labels
         from .student import pseudo_label_config
@@ -259,7 +258,9 @@ def pseudo_label_stage(
         truth = load_lvis(truth_file, config.data.image_root)
         pool = LvisDataset(truth, sorted(truth.images)[:PSEUDO_LABEL_CHECK_IMAGES])
         samples = (s for s in (pool[k] for k in range(len(pool))) if isinstance(s, Sample))
-        delta = load_file(calibration.result["delta"])["delta"] if calibration is not None else None
+        delta = None
+        if calibration is not None:
+            delta = load_delta(calibration.result["delta"], load_train_data(config), student.delta_shrinkage)
         groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
         counts = measure_pseudo_labels(model, samples, pseudo_label_config(student), delta, groups, device)
         payload = {
@@ -280,6 +281,7 @@ def pseudo_label_stage(
             "box_threshold",
             "top_k",
             "lam",
+            "delta_shrinkage",
             "support",
             "threshold_on",
             "ignore_threshold",

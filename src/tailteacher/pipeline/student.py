@@ -38,6 +38,7 @@ from .data import (
     labeled_sampler,
     load_train_data,
 )
+from .delta import load_delta
 from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
 from .prediction import save_and_evaluate
@@ -103,20 +104,17 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     config = config.model_copy(update={"train": s.schedule(config.train)})
     if config.data.unlabeled_json is None:
         raise InputError("data.unlabeled_json: the student needs unlabeled images")
-    delta = None
-    if s.pseudo_labels == "calibrated":
-        if s.delta is None:
-            raise InputError(
-                "student.delta: pseudo_labels=calibrated needs delta.safetensors (`tailteacher calibrate`)"
-            )
-        from safetensors.torch import load_file
-
-        delta = load_file(s.delta)["delta"]
+    if s.pseudo_labels == "calibrated" and s.delta is None:
+        raise InputError(
+            "student.delta: pseudo_labels=calibrated needs delta.safetensors (`tailteacher calibrate`)"
+        )
     dist, device = init_run(config.train)
     run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
-    if delta is not None and delta.shape != (data.num_classes,):
-        raise InputError(f"student.delta: has {delta.shape[0]} classes, the data has {data.num_classes}")
+    delta = None
+    if s.pseudo_labels == "calibrated":
+        assert s.delta is not None
+        delta = load_delta(s.delta, data, s.delta_shrinkage)
     prototypes = load_prototypes(Path(config.targets.prototypes)) if config.targets.prototypes else None
     targets = target_builder(config, data.num_classes, prototypes)
 
