@@ -41,3 +41,13 @@ def test_a_bug_is_not_called_bad_input(tmp_path, monkeypatch):
 def test_an_os_error_about_a_file_is_a_message(tmp_path, capsys):
     assert main(["split", "--train", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["ablate", "demo"], ["split", "--train", "x.json", "--out", "y"]])
+def test_a_one_process_command_under_torchrun_is_refused(monkeypatch, capsys, command):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"tailteacher {command[0]}: runs in one process, and torchrun started 2" in err
+    assert ("--only-seed" in err) == (command[0] == "ablate")

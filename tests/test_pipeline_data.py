@@ -31,3 +31,33 @@ def test_a_sampler_without_length_that_runs_over_is_stopped():
         next(keys)
     with pytest.raises(ValueError, match="more than"):
         next(keys)
+
+
+@pytest.mark.parametrize("sampler", ["distributed", "repeat_factor"])
+def test_two_ranks_draw_the_keys_one_process_draws_with_twice_the_batch(sampler):
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    from tailteacher.data.sampling import RepeatFactorSampler
+
+    def base(rank: int, world: int):
+        if sampler == "distributed":
+            return DistributedSampler(range(10), num_replicas=world, rank=rank, seed=3)
+        factors = torch.tensor([1.0, 2.5, 1.0, 1.2, 3.0, 1.0, 1.0, 1.7])
+        return RepeatFactorSampler(factors, seed=3, rank=rank, world_size=world)
+
+    def draws(rank: int, world: int) -> list[int]:
+        keyed = KeyedSampler(base(rank, world), 10, rank, world)
+        keyed.set_epoch(2)
+        return list(keyed)
+
+    one = draws(0, 1)
+    ranks = [draws(0, 2), draws(1, 2)]
+    # rank r's p-th draw is one process's (2p + r)-th: the same image under the same key
+    merged = [ranks[p % 2][p // 2] for p in range(2 * len(ranks[1]))]
+    assert merged[: len(one)] == one
+
+
+def test_a_rank_outside_the_world_is_refused():
+    with pytest.raises(ValueError, match="rank"):
+        KeyedSampler([0], num_items=1, rank=2, world_size=2)  # type: ignore[arg-type]

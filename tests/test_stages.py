@@ -103,10 +103,11 @@ def test_a_record_without_the_hash_version_is_refused_as_made_by_an_older_tailte
         run_stage("teacher", folder, {"a": 1}, lambda r: {}, log=lambda _: None)
 
 
-def test_records_carry_the_hash_version(tmp_path):
+def test_records_carry_the_hash_version_and_the_number_of_processes(tmp_path):
     run_stage("s", tmp_path, {"a": 1}, lambda r: {}, log=lambda _: None)
     record = json.loads((tmp_path / DONE).read_text())
     assert record["hash_version"] == HASH_VERSION == 2 and record["inputs"] == {"a": 1}
+    assert record["processes"] == 1
 
 
 def test_finished_only_returns_finished_stages_refuses_other_hashes_and_runs_nothing(tmp_path):

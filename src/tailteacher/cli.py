@@ -1,7 +1,9 @@
 """The `tailteacher` command line. Each subcommand is one stage of the pipeline.
 
 Exit codes: 0 success, 2 bad input (a message on stderr names the file, record and field;
-no traceback). A bug in our code is not bad input: anything but ``errors.InputError`` or an
+no traceback). Under torchrun (``WORLD_SIZE`` > 1) only the commands in ``TORCHRUN_COMMANDS`` run;
+the others do one process's work and are refused with exit 2 rather than run N times at once.
+A bug in our code is not bad input: anything but ``errors.InputError`` or an
 ``OSError`` about a file shows its traceback. ``--traceback`` shows one for bad input too.
 """
 
@@ -36,6 +38,34 @@ COMMANDS = (
 )
 
 
+#: The commands that run under ``torchrun --nproc-per-node N``: they train with DDP, share their
+#: prediction among the ranks, and write every file once (rank 0).
+TORCHRUN_COMMANDS = ("run", "train-teacher", "train-student", "predict", "calibrate", "prototypes")
+
+
+def check_torchrun(command: str) -> None:
+    """Refuse ``command`` under torchrun unless it is one of ``TORCHRUN_COMMANDS``.
+
+    Raises:
+        InputError: ``WORLD_SIZE`` > 1 and ``command`` is a one-process command.
+    """
+    from .engine.distributed import dist_info_from_env
+
+    world = dist_info_from_env().world_size
+    if world == 1 or command in TORCHRUN_COMMANDS:
+        return
+    hint = (
+        " To share an ablation among processes, start one process per seed and part "
+        "(`ablate --only-seed S --part full|fractions`), then `ablate --collect`."
+        if command == "ablate"
+        else ""
+    )
+    raise InputError(
+        f"runs in one process, and torchrun started {world} (WORLD_SIZE={world}); run it without "
+        f"torchrun. Under torchrun: {', '.join(TORCHRUN_COMMANDS)}.{hint}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tailteacher",
@@ -56,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_torchrun(args.command)
         code: int = args.func(args)
     except InputError as err:
         if args.traceback:

@@ -26,10 +26,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config_io import config_from_args
+    from ..engine.distributed import current_dist_info
     from ..evaluation.report import DIAGRAMS
     from ..pipeline.calibrate import calibrate_teacher
 
     report, out = calibrate_teacher(config_from_args(args), str(args.checkpoint) if args.checkpoint else None)
+    if not current_dist_info().is_main:  # under torchrun rank 0 prints
+        return 0
     for group in DIAGRAMS:
         ece = report.ece(group)
         shown = "-" if ece is None else f"{ece:.4f}"

@@ -24,11 +24,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import Config
     from ..config_io import config_from_args
+    from ..engine.distributed import current_dist_info
     from ..pipeline.run import run_pipeline
     from ..report.markdown import format_table, gain_sentence
 
     config: Config = config_from_args(args)
     result = run_pipeline(config)
+    if not current_dist_info().is_main:  # under torchrun rank 0 prints
+        return 0
     print()
     print(format_table(result.rows))
     gain = gain_sentence(result.rows)

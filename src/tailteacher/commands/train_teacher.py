@@ -22,11 +22,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config_io import config_from_args
+    from ..engine.distributed import current_dist_info
     from ..pipeline.teacher import train_teacher
     from ..report.markdown import format_metrics
 
     result = train_teacher(config_from_args(args))
-    if result.metrics:
+    if current_dist_info().is_main:  # under torchrun every rank has the metrics; rank 0 prints
         print(f"teacher (mask AP on val): {format_metrics(result.metrics)}")
         if result.skipped_images:
             print(f"skipped {result.skipped_images} unreadable images while training")

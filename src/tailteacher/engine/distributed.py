@@ -115,6 +115,26 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def gather_objects(obj: Any, dst: int = 0) -> list[Any] | None:
+    """``obj`` of every rank, in rank order, on rank ``dst``; None on the other ranks
+    (``[obj]`` for one process). Unlike ``all_gather_objects``, only ``dst`` holds the whole."""
+    if not _active():
+        return [obj]
+    rank = dist.get_rank()
+    out: list[Any] | None = [None] * dist.get_world_size() if rank == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (pickled; ``obj`` itself for one process)."""
+    if not _active():
+        return obj
+    box = [obj if dist.get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def barrier() -> None:
     if _active():
         dist.barrier()

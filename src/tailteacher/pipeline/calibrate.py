@@ -14,17 +14,21 @@ from pathlib import Path
 from ..config import Config
 from ..data.lvis_json import load_lvis
 from ..engine import init_run
+from ..engine.main_rank import on_main
 from ..errors import InputError
 from ..evaluation.detection_calibration import CalibrationReport
 from ..evaluation.report import write_calibration
 from ..io import atomic_write_json
 from .data import load_train_data
 from .detector import build_detector, load_detector_weights
-from .prediction import predict
+from .prediction import predict_sharded
 
 
 def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[CalibrationReport, Path]:
-    """Δ, ECE and diagrams of the teacher (``checkpoint``, default the run's model_final)."""
+    """Δ, ECE and diagrams of the teacher (``checkpoint``, default the run's model_final).
+
+    Under torchrun every rank calls it: the ranks share the held-out images' prediction
+    (``predict_sharded``), rank 0 writes the files, and every rank returns the same report."""
     if config.data.heldout_json is None:
         raise InputError(
             "data.heldout_json: the calibration needs held-out labeled images (`tailteacher split`)"
@@ -46,8 +50,14 @@ def calibrate_teacher(config: Config, checkpoint: str | None = None) -> tuple[Ca
         )
     model = build_detector(config, train)
     load_detector_weights(model, weights)
-    results, _ = predict(model.to(device), heldout, device=device, progress=True)
+    gathered = predict_sharded(model.to(device), heldout, device=device, progress=True)
     out = run_dir / "calibration"
-    atomic_write_json(out / "heldout_results.json", results)
-    report = write_calibration(config.data.heldout_json, results, out, "segm", max_dets=300)
-    return report, out
+    heldout_json = config.data.heldout_json
+
+    def write() -> CalibrationReport:
+        assert gathered is not None  # rank 0 holds every rank's batches
+        results, _ = gathered
+        atomic_write_json(out / "heldout_results.json", results)
+        return write_calibration(heldout_json, results, out, "segm", max_dets=300)
+
+    return on_main(write), out

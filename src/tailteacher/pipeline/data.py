@@ -70,20 +70,28 @@ def images_of(samples: Sequence[Sample], device: torch.device) -> list[torch.Ten
 class KeyedSampler(Sampler[int]):
     """Wraps an index sampler so each draw also carries a key for its augmentation's seed.
 
-    Yields ``key · n + index``: ``index`` is the item, ``key`` = epoch · 2^20 + position in the
-    epoch. The key depends only on (epoch, position), so a resumed run (which skips positions)
-    draws the same augmentations as an uninterrupted one, and an image repeated within an epoch
+    Yields ``key · n + index``: ``index`` is the item, ``key`` = epoch · 2^20 + the draw's place in
+    the epoch. The key depends only on (epoch, place), so a resumed run (which skips places) draws
+    the same augmentations as an uninterrupted one, and an image repeated within an epoch
     (repeat-factor sampling) gets a different view each time. An epoch of 2^20 draws or more
     would reuse keys of the next epoch: it is refused.
+
+    Under DDP ``base`` is rank ``rank``'s shard of a strided sampler (``DistributedSampler``,
+    ``RepeatFactorSampler``: every ``world_size``-th draw of one epoch list, from ``rank``); its
+    p-th draw is the list's (p · world_size + rank)-th, and that global place is the key. So N
+    ranks draw the same views of the same images as one process with N times the batch.
     """
 
-    def __init__(self, base: Sampler[int], num_items: int) -> None:
+    def __init__(self, base: Sampler[int], num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"KeyedSampler: expected 0 ≤ rank < world_size, got {rank} and {world_size}")
         self.base, self.num_items, self.epoch = base, num_items, 0
+        self.rank, self.world_size = rank, world_size
         draws = getattr(base, "__len__", None)
-        if callable(draws) and draws() >= DRAWS_PER_EPOCH:
+        if callable(draws) and draws() * world_size >= DRAWS_PER_EPOCH:
             raise ValueError(
-                f"KeyedSampler: {draws()} draws per epoch; at most {DRAWS_PER_EPOCH - 1} keep the "
-                "augmentation keys of one epoch apart from the next one's"
+                f"KeyedSampler: {draws() * world_size} draws per epoch; at most {DRAWS_PER_EPOCH - 1} keep "
+                "the augmentation keys of one epoch apart from the next one's"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -94,12 +102,13 @@ class KeyedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         for pos, index in enumerate(self.base):
-            if pos >= DRAWS_PER_EPOCH:
+            place = pos * self.world_size + self.rank
+            if place >= DRAWS_PER_EPOCH:
                 raise ValueError(
                     f"KeyedSampler: more than {DRAWS_PER_EPOCH} draws in one epoch; their "
                     "augmentation keys would repeat those of the next epoch"
                 )
-            yield (self.epoch * DRAWS_PER_EPOCH + pos) * self.num_items + int(index)
+            yield (self.epoch * DRAWS_PER_EPOCH + place) * self.num_items + int(index)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]

@@ -5,8 +5,9 @@ the LVIS mask metrics (AP, AP50, AP75, APr, APc, APf), the box AP (``bbox_AP``) 
 took. ``periodic_eval_fn`` turns that into the ``eval_fn`` that ``build_trainer`` hands to its
 ``EvalHook``, which logs the metrics as ``val/<name>`` to ``metrics.jsonl`` and TensorBoard.
 
-Every rank predicts its share of the validation images (every ``world_size``-th, from its rank)
-and all ranks evaluate the gathered whole (as ``evaluation.evaluate_distributed``), so peers never
+Every rank predicts its share of the validation batches (``prediction.predict_sharded``: every
+``world_size``-th of the batches one process would form, so the detections are one process's) and
+all ranks evaluate the gathered whole (as ``evaluation.evaluate_distributed``), so peers never
 wait for rank 0 in the next step's all-reduce; only rank 0 writes the logs. Nothing is written
 to the run folder but the logs: the full evaluation with its files (``val_results.json``,
 ``val_metrics.json``) stays the stage's final one (``prediction.save_and_evaluate``).
@@ -22,9 +23,8 @@ from torch import nn
 
 from ..config import Config
 from ..data.lvis_json import load_lvis
-from ..engine.distributed import current_dist_info
-from ..evaluation import evaluate, gather_results, load_ground_truth
-from .prediction import predict
+from ..evaluation import evaluate, load_ground_truth
+from .prediction import predict_sharded
 
 MASK_KEYS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 MAX_DETS = 300  # as the stage's final evaluation (LVIS: 300 detections per image)
@@ -39,23 +39,22 @@ def val_evaluator(config: Config, device: torch.device) -> Callable[[nn.Module],
     """
     val = load_lvis(config.data.val_json, config.data.image_root)
     gt = load_ground_truth(config.data.val_json)
-    dist = current_dist_info()
-    shard = sorted(val.images)[dist.rank :: dist.world_size]
 
     def evaluate_model(model: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
         try:
-            results, _ = predict(
+            gathered = predict_sharded(
                 model,  # type: ignore[arg-type]  # a CascadeMaskRCNN (or its EMA copy)
                 val,
                 device=device,
-                image_ids=shard,
+                everywhere=True,  # every rank's share, on every rank
             )
         finally:
             model.train(was_training)
-        results = gather_results(results)  # every rank's share, on every rank
+        assert gathered is not None
+        results = gathered[0]
         segm = evaluate(gt, results, iou_type="segm", max_dets=MAX_DETS).metrics
         box = evaluate(gt, results, iou_type="bbox", max_dets=MAX_DETS).metrics
         metrics = {k: float(segm[k]) for k in MASK_KEYS if k in segm}

@@ -25,7 +25,8 @@ from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.skips import check_skipped
 from ..engine import resolve_device
-from ..engine.distributed import current_dist_info
+from ..engine.distributed import all_gather_objects, init_distributed
+from ..engine.main_rank import on_main
 from ..engine.seed import preserved_rng, seed_everything
 from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
@@ -62,7 +63,9 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     ``checkpoint``) — not the random-init pyramid on top — for every labeled instance, as
     ``targets.instance_embedding`` says: its crop through the trunk, or the trunk's stride-16 map
     (ResNet C4, the ViT's last block) pooled inside its box.
-    Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder."""
+    Writes prototypes.safetensors, nearest_classes.md and prototypes.json into the run folder.
+    Under torchrun every rank calls it: each embeds every N-th image, the sums are reduced, and
+    rank 0 writes; every rank returns the path."""
     data = load_train_data(config)
     # A random-init trunk's prototypes depend on its initialisation: seed it from train.seed so
     # that the same config gives the same prototypes (and the same run) every time.
@@ -72,7 +75,7 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     if checkpoint is not None:
         load_detector_weights(model, checkpoint)
     # On train.device; the prototypes (and S') come back to the CPU, where TargetBuilder uses them.
-    dist = current_dist_info()
+    dist = init_distributed()  # torchrun's process group, if any (a no-op when joined already)
     device = resolve_device(config.train, dist)
     backbone = model.backbone.to(device).eval()
     mean = torch.tensor(backbone.image_mean, device=device).view(1, 3, 1, 1)
@@ -98,13 +101,13 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
     skipped: list[Skipped] = []
     batches = _prototype_batches(dataset, config.data.batch_size, device, skipped)
     acc = accumulate_prototypes(batches, embed, data.num_classes)
-    skips = check_skipped(skipped, len(dataset), config.data.max_skipped_fraction, config.data.train_json)
+    # each rank skipped its own images; all check the whole list, so all agree
+    skipped = [s for part in all_gather_objects(skipped) for s in part]
+    skips = check_skipped(skipped, len(data.images), config.data.max_skipped_fraction, config.data.train_json)
     prototypes, counts = (v.cpu() for v in acc.compute())
     sim, smoothing, entropy = smoothing_from_prototypes(prototypes, counts, t.gamma, t.temperature)
     run_dir = Path(config.run.run_dir)
-    path = save_prototypes(run_dir, prototypes, counts, sim, smoothing)
     names = [str(c.get("name", c["id"])) for c in data.categories]
-    atomic_write_bytes(run_dir / "nearest_classes.md", nearest_classes_table(sim, names).encode())
     summary = {
         "source": checkpoint or config.model.weights or "random init (no pretrained backbone)",
         "instance_embedding": t.instance_embedding,
@@ -117,8 +120,15 @@ def compute_prototypes(config: Config, checkpoint: str | None = None, progress: 
         "smoothing_entropy_over_log_C": entropy,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    atomic_write_json(run_dir / "prototypes.json", summary, indent=2)
-    if progress:
+
+    def write() -> Path:  # rank 0 (the prototypes are reduced: every rank holds the same)
+        path = save_prototypes(run_dir, prototypes, counts, sim, smoothing)
+        atomic_write_bytes(run_dir / "nearest_classes.md", nearest_classes_table(sim, names).encode())
+        atomic_write_json(run_dir / "prototypes.json", summary, indent=2)
+        return path
+
+    path = on_main(write)
+    if progress and dist.is_main:
         print(
             f"prototypes: {summary['instances']} instances, {data.num_classes} classes "
             f"({summary['classes_without_instances']} without instances), S' entropy/log C "

@@ -27,6 +27,8 @@ from typing import Any
 
 from ..config import Config, StudentConfig
 from ..engine.config_files import canonical_hash, result_dump
+from ..engine.distributed import init_distributed
+from ..engine.main_rank import main_only_action, on_main
 from ..errors import InputError
 from ..report.markdown import CONTROL, model_rows, write_report
 from .stages import StageOutcome, file_hash, remove_temporary_files, run_stage
@@ -111,13 +113,13 @@ def split_stage(
         return {"train_json": str(folder / "train.json"), "heldout_json": str(folder / "heldout.json")}
 
     inputs = {"train": file_hash(config.data.train_json), "fraction": fraction, "seed": seed}
-    return run_stage("split", folder, inputs, action, log=log)
+    return run_stage("split", folder, inputs, main_only_action(action), log=log)
 
 
 def mine_stage(config: Config, folder: Path, log: Log) -> StageOutcome:
     """The paper's §4.1: ``mining.pool`` searched for the chosen classes into
     ``folder/unlabeled.json`` (``mining.mine``); a stopped stage resumes from the embedding
-    shards cached under ``folder/cache``."""
+    shards cached under ``folder/cache``. Under torchrun rank 0 mines and the others wait."""
     from ..mining.mine import mine
 
     assert config.mining is not None
@@ -135,7 +137,7 @@ def mine_stage(config: Config, folder: Path, log: Log) -> StageOutcome:
         "pool": file_hash(m.pool) if pool_file.is_file() else m.pool,  # a folder: its path only
         "truth": file_hash(m.truth_json) if m.truth_json else None,
     }
-    return run_stage("mine", folder, inputs, action, log=log)
+    return run_stage("mine", folder, inputs, main_only_action(action), log=log)
 
 
 def prototypes_stage(
@@ -181,7 +183,7 @@ def teacher_stage(
         targets = cfg.targets.model_dump(mode="json")  # a student's labeled batches use the same
         return {
             "metrics": result.metrics,
-            "val_ece": val_ece(cfg, folder),
+            "val_ece": on_main(lambda: val_ece(cfg, folder)),
             "checkpoint": checkpoint,
             "targets": targets,
         }
@@ -235,7 +237,8 @@ def pseudo_label_stage(
 ) -> StageOutcome | None:
     """Precision and recall of the student's pseudo-labels against the pool's truth, into
     ``root/pseudo_labels/pseudo_labels.json``; None when the pool has no ``unlabeled_truth.json``
-    beside ``data.unlabeled_json`` (only a benchmark knows its pool's truth)."""
+    beside ``data.unlabeled_json`` (only a benchmark knows its pool's truth). Under torchrun rank 0
+    measures (``PSEUDO_LABEL_CHECK_IMAGES`` images) and the others wait."""
     assert config.data.unlabeled_json is not None
     truth_file = Path(config.data.unlabeled_json).with_name("unlabeled_truth.json")
     if not truth_file.is_file() or (student.pseudo_labels == "calibrated" and calibration is None):
@@ -295,7 +298,7 @@ def pseudo_label_stage(
         "truth": file_hash(str(truth_file)),
         "images": PSEUDO_LABEL_CHECK_IMAGES,
     }
-    return run_stage("pseudo_labels", root / "pseudo_labels", inputs, action, log=log)
+    return run_stage("pseudo_labels", root / "pseudo_labels", inputs, main_only_action(action), log=log)
 
 
 def student_stage(
@@ -325,7 +328,8 @@ def student_stage(
     def action(resume: bool) -> dict[str, Any]:
         result = train_student(with_updates(cfg, run={"resume": resume}))
         checkpoint = str(folder / "model_final.safetensors")
-        return {"metrics": result.metrics, "val_ece": val_ece(cfg, folder), "checkpoint": checkpoint}
+        ece = on_main(lambda: val_ece(cfg, folder))
+        return {"metrics": result.metrics, "val_ece": ece, "checkpoint": checkpoint}
 
     after = [teacher.hash, calibration.hash if calibration is not None else ""]
     return run_stage(name, folder, student_inputs(cfg, after), action, log=log)
@@ -400,11 +404,16 @@ PIPELINE_STAGES = (
 def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) -> PipelineResult:
     """Run (or resume) every stage of ``config`` and write ``report.md`` / ``report.json`` and
     ``report.html``; with ``until`` (one of ``PIPELINE_STAGES``), only the stages up to that one
-    (those this config has), and no report."""
+    (those this config has), and no report.
+
+    Under ``torchrun --nproc-per-node N`` every process calls it: the training stages train with
+    DDP, prediction is sharded across the ranks, and rank 0 alone decides, writes the records and
+    the report and calls ``log`` (``stages.run_stage``); every rank returns the same result."""
     if until is not None and until not in PIPELINE_STAGES:
         raise InputError(f"--stage: expected one of {', '.join(PIPELINE_STAGES)}, got {until!r}")
+    dist = init_distributed()  # a no-op for one process
     root = Path(config.run.run_dir)
-    if root.is_dir():
+    if dist.is_main and root.is_dir():
         remove_temporary_files(root)  # a report write killed part-way (each stage cleans its own)
     result = PipelineResult(root)
     cfg = config
@@ -456,11 +465,22 @@ def run_pipeline(config: Config, *, log: Log = print, until: str | None = None) 
         student = student_stage(cfg, student_cfg, teacher, calibration, root / "student", log)
         result.stages.append(student)
         models[f"student ({student_cfg.pseudo_labels})"] = student
-    else:
+    elif dist.is_main:
         log("[student] skipped: data.unlabeled_json is not set")
     result.rows = model_rows(models)
-    write_report(root, cfg, models, result.stages, calibration)
+    on_main(lambda: _write_reports(root, cfg, models, result.stages, calibration))
+    return result
+
+
+def _write_reports(
+    root: Path,
+    config: Config,
+    models: Mapping[str, StageOutcome],
+    stages: list[StageOutcome],
+    calibration: StageOutcome | None,
+) -> None:
+    """``report.md`` / ``report.json``, then ``report.html``, the page a person looks at."""
     from ..report import write_html_report
 
-    write_html_report(root)  # the page a person looks at: report.html, the figures inlined
-    return result
+    write_report(root, config, models, stages, calibration)
+    write_html_report(root)

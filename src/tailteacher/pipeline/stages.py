@@ -13,6 +13,12 @@ Running the stage again:
   refused with a message that says so, since its hash cannot be compared with this version's;
 * neither: run from the start.
 
+Under torchrun (several processes) rank 0 reads and writes the records and decides; every rank
+follows its decision (``engine.main_rank.on_main``), runs the action (a training stage trains
+with DDP, a stage of one process's work does it on rank 0 inside the action) and returns rank 0's
+result. Records say how many processes ran the stage (``processes``); a stage started with N
+processes may be resumed with another number (the engine warns that its random streams restart).
+
 Inside ``finished_only()`` (``ablate --collect``) nothing runs: a finished stage with the same
 hash is returned, one with another hash is refused, and any other raises ``StageNotFinished``.
 """
@@ -30,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.config_files import canonical_hash
+from ..engine.distributed import current_dist_info
+from ..engine.main_rank import on_main
 from ..errors import InputError
 from ..failpoints import kill_point
 from ..io import atomic_write_json
@@ -141,13 +149,32 @@ def run_stage(
     """
     folder = Path(folder)
     digest = canonical_hash(dict(inputs))
+    # Under torchrun rank 0 reads the records and decides; every rank follows (on_main), so that
+    # no rank skips a stage its peers run. The action runs on every rank (a training stage is a
+    # collective; a stage done by one process wraps its work in on_main itself), and rank 0 alone
+    # writes the records and its result becomes every rank's.
+    skipped, resume, result = on_main(lambda: _decide(name, folder, digest, inputs, log))
+    if skipped:
+        return StageOutcome(name, folder, digest, result, True, 0.0)
+    t0 = time.perf_counter()
+    result = dict(action(resume))
+    seconds = round(time.perf_counter() - t0, 1)
+    result = on_main(lambda: _finish(name, folder, digest, inputs, result, seconds, log))
+    return StageOutcome(name, folder, digest, result, False, seconds)
+
+
+def _decide(
+    name: str, folder: Path, digest: str, inputs: Mapping[str, Any], log: Callable[[str], None]
+) -> tuple[bool, bool, dict[str, Any]]:
+    """(skipped, resume, recorded result) for the stage in ``folder``; writes ``stage.started.json``
+    when the stage is to run. Raises as ``run_stage`` documents."""
     collecting = _FINISHED_ONLY.get()
     done = read_record(folder / DONE)
     if done is not None:
         _check_version(name, folder / DONE, done)
         if done.get("hash") == digest:
             log(f"[{name}] done already ({folder}), skipped")
-            return StageOutcome(name, folder, digest, dict(done.get("result", {})), True, 0.0)
+            return True, False, dict(done.get("result", {}))
         if collecting:
             raise InputError(
                 f"{folder / DONE}: stage {name!r} finished with other inputs than this config gives "
@@ -174,16 +201,33 @@ def run_stage(
         log(f"[{name}] running in {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(folder, recursive=True)
-    started_record = {"stage": name, "hash_version": HASH_VERSION, "hash": digest, "inputs": dict(inputs)}
+    started_record = {
+        "stage": name,
+        "hash_version": HASH_VERSION,
+        "hash": digest,
+        "processes": current_dist_info().world_size,
+        "inputs": dict(inputs),
+    }
     atomic_write_json(folder / STARTED, started_record, indent=2)
-    t0 = time.perf_counter()
-    result = dict(action(resume))
-    seconds = round(time.perf_counter() - t0, 1)
+    return False, resume, {}
+
+
+def _finish(
+    name: str,
+    folder: Path,
+    digest: str,
+    inputs: Mapping[str, Any],
+    result: dict[str, Any],
+    seconds: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write ``stage.json`` (rank 0's ``result``) and remove ``stage.started.json``; returns ``result``."""
     kill_point(f"stage_done/{name}")  # fault tests: outputs written, the record not
     record = {
         "stage": name,
         "hash_version": HASH_VERSION,
         "hash": digest,
+        "processes": current_dist_info().world_size,
         "inputs": dict(inputs),
         "seconds": seconds,
         "result": result,
@@ -191,7 +235,7 @@ def run_stage(
     atomic_write_json(folder / DONE, record, indent=2)
     (folder / STARTED).unlink(missing_ok=True)
     log(f"[{name}] finished in {seconds:.0f} s")
-    return StageOutcome(name, folder, digest, result, False, seconds)
+    return result
 
 
 def _check_version(name: str, path: Path, record: Mapping[str, Any]) -> None:

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DistributedSampler
 
 from ..config import Config, StudentConfig
 from ..data.dataset import LvisDataset, collate
 from ..data.lvis_json import load_lvis
 from ..data.transforms import Photometric
-from ..engine import LoaderSource, build_trainer, init_run
+from ..engine import DistInfo, LoaderSource, Trainer, build_trainer, init_run
+from ..engine.distributed import all_gather_objects
 from ..engine.hooks import EMAHook
+from ..engine.main_rank import on_main
 from ..errors import InputError
 from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
@@ -93,9 +96,55 @@ class StudentResult:
     seconds: float
 
 
+@dataclass
+class StudentRun:
+    """A student ready to train (``build_student``): its trainer and its step (which holds the
+    teacher and counts the pseudo-labels), this process's rank and device."""
+
+    config: Config
+    trainer: Trainer
+    step: TeacherStudentStep
+    dist: DistInfo
+    device: torch.device
+
+
 def train_student(config: Config, *, progress: bool = True) -> StudentResult:
-    """Train the student as ``config.student`` says; evaluate it on ``data.val_json`` at the end."""
+    """Train the student as ``config.student`` says; evaluate it on ``data.val_json`` at the end.
+
+    Under torchrun every rank calls it: the student trains with DDP (each rank its own labeled and
+    unlabeled shard, the teacher's pseudo-labels made on its own unlabeled batch), the ranks share
+    the evaluation's prediction, rank 0 writes the files, and every rank returns the same metrics."""
     t0 = time.perf_counter()
+    run = build_student(config, progress=progress)
+    run.trainer.train()
+    final = run.trainer.model
+    assert isinstance(final, CascadeMaskRCNN)
+    metrics = save_and_evaluate(final, run.config, run.device)  # every rank: the prediction is shared
+    s = run.config.student
+    assert s is not None
+    # Pseudo-labels kept per unlabeled image, over every rank's batches.
+    counts = all_gather_objects((sum(run.step.pseudo_boxes), len(run.step.pseudo_boxes)))
+    boxes, batches = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    summary = {
+        "metrics": metrics,
+        "pseudo_labels": s.pseudo_labels,
+        "pseudo_boxes_per_unlabeled_image": boxes / max(1, batches * s.unlabeled_batch_size),
+        "processes": run.dist.world_size,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    run_dir = Path(run.config.run.run_dir)
+    on_main(lambda: atomic_write_json(run_dir / "student.json", summary, indent=2))
+    return StudentResult(run_dir, metrics, time.perf_counter() - t0)
+
+
+def build_student(config: Config, *, progress: bool = True) -> StudentRun:
+    """The student's trainer as ``config.student`` says (resumed from the run folder's last
+    checkpoint with ``run.resume``), after joining torchrun's process group if there is one.
+
+    Raises:
+        InputError: no student section, no teacher checkpoint, no unlabeled json, a calibrated
+            student without Δ, or a Δ for another number of classes.
+    """
     s = config.student
     if s is None:
         raise InputError("student: the config has no student section")
@@ -109,7 +158,6 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
             "student.delta: pseudo_labels=calibrated needs delta.safetensors (`tailteacher calibrate`)"
         )
     dist, device = init_run(config.train)
-    run_dir = Path(config.run.run_dir)
     data = load_train_data(config)
     delta = None
     if s.pseudo_labels == "calibrated":
@@ -133,7 +181,12 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         dist=dist,
         # The teacher's sampling (repeat factors): without it rare classes all but vanish from the
         # labeled batches of a short student run (measured on demo: APr 20.0 → 2.6 in 150 steps).
-        sampler=KeyedSampler(labeled_sampler(config, data, dist.rank, dist.world_size), len(lab_base)),
+        sampler=KeyedSampler(
+            labeled_sampler(config, data, dist.rank, dist.world_size),
+            len(lab_base),
+            dist.rank,
+            dist.world_size,
+        ),
         num_workers=config.data.workers,
         collate_fn=collate,
     )
@@ -154,6 +207,8 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
                 unl_base, num_replicas=dist.world_size, rank=dist.rank, seed=config.train.seed
             ),
             len(unl_base),
+            dist.rank,
+            dist.world_size,
         ),
         num_workers=config.data.workers,
         collate_fn=collate_unlabeled,
@@ -182,18 +237,4 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
         progress=progress,
         eval_fn=periodic_eval_fn(config, device, student),  # None without train.eval_every
     )
-    trainer.train()
-    final = trainer.model
-    assert isinstance(final, CascadeMaskRCNN)
-    metrics: dict[str, float] = {}
-    if dist.is_main:
-        metrics = save_and_evaluate(final, config, device)
-        summary = {
-            "metrics": metrics,
-            "pseudo_labels": s.pseudo_labels,
-            "pseudo_boxes_per_unlabeled_image": sum(step.pseudo_boxes)
-            / max(1, len(step.pseudo_boxes) * s.unlabeled_batch_size),
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        atomic_write_json(run_dir / "student.json", summary, indent=2)
-    return StudentResult(run_dir, metrics, time.perf_counter() - t0)
+    return StudentRun(config, trainer, step, dist, device)

@@ -20,6 +20,8 @@ from ..data.frequency import frequency_groups
 from ..data.lvis_json import LvisData, check_image_files
 from ..data.skips import check_skipped
 from ..engine import EMAHook, LoaderSource, build_trainer, init_run
+from ..engine.distributed import all_gather_objects
+from ..engine.main_rank import on_main
 from ..errors import InputError
 from ..io import atomic_write_json
 from ..modeling import CascadeMaskRCNN
@@ -48,7 +50,10 @@ class TeacherResult:
 
 def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     """Train the teacher as ``config`` says; evaluate it on ``data.val_json`` at the end (and every
-    ``train.eval_every`` steps if set: ``val/AP``, … in metrics.jsonl and TensorBoard)."""
+    ``train.eval_every`` steps if set: ``val/AP``, … in metrics.jsonl and TensorBoard).
+
+    Under torchrun every rank calls it: DDP trains, the ranks share the evaluation's prediction,
+    rank 0 writes the files, and every rank returns the same metrics."""
     t0 = time.perf_counter()
     dist, device = init_run(config.train)
     run_dir = Path(config.run.run_dir)
@@ -59,7 +64,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         path = config.targets.prototypes
         if path is None:
             path = str(run_dir / "prototypes.safetensors")
-            if not Path(path).is_file():
+            if on_main(lambda: not Path(path).is_file()):  # every rank computes, or none
                 compute_prototypes(config, progress=progress and dist.is_main)
         if not Path(path).is_file():
             raise InputError(f"targets.prototypes: {path} is not a file")
@@ -74,7 +79,7 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
         batch_size=config.data.batch_size,
         seed=config.train.seed,
         dist=dist,
-        sampler=KeyedSampler(index_sampler, len(base)),
+        sampler=KeyedSampler(index_sampler, len(base), dist.rank, dist.world_size),
         num_workers=config.data.workers,
         collate_fn=collate,
     )
@@ -111,21 +116,22 @@ def train_teacher(config: Config, *, progress: bool = True) -> TeacherResult:
     )
     trainer.train()
     # Every skipped file is listed in teacher.json; too many of them stop the stage (data.skips).
+    # Under torchrun each rank skipped its own; all ranks check the whole list, so all agree.
+    skipped = [s for part in all_gather_objects(skipped) for s in part]
     skips = check_skipped(skipped, len(base), config.data.max_skipped_fraction, config.data.train_json)
     final = evaluated()
     assert isinstance(final, CascadeMaskRCNN)
-    metrics: dict[str, float] = {}
-    if dist.is_main:
-        metrics = save_and_evaluate(final, config, device)
-        summary = {
-            "metrics": metrics,
-            "skipped_images": skips,
-            "nonfinite_steps_skipped": trainer.nonfinite_steps,
-            "targets": config.targets.kind,
-            "frequency_groups": _group_sizes(data),
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        atomic_write_json(run_dir / "teacher.json", summary, indent=2)
+    metrics = save_and_evaluate(final, config, device)  # every rank: the prediction is shared
+    summary = {
+        "metrics": metrics,
+        "skipped_images": skips,
+        "nonfinite_steps_skipped": trainer.nonfinite_steps,
+        "targets": config.targets.kind,
+        "frequency_groups": _group_sizes(data),
+        "processes": dist.world_size,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    on_main(lambda: atomic_write_json(run_dir / "teacher.json", summary, indent=2))
     return TeacherResult(run_dir, metrics, skips["count"], time.perf_counter() - t0)
 
 
