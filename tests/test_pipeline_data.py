@@ -2,7 +2,7 @@
 
 import pytest
 
-from tailteacher.pipeline.data import DRAWS_PER_EPOCH, KeyedSampler
+from tailteacher.pipeline.data import DRAWS_PER_EPOCH, KeyedSampler, epoch_stride
 
 
 def test_keys_are_epoch_and_position_times_items_plus_index():
@@ -12,9 +12,19 @@ def test_keys_are_epoch_and_position_times_items_plus_index():
     assert [divmod(k, 3) for k in keyed] == [(5 * DRAWS_PER_EPOCH + p, i) for p, i in enumerate([2, 0, 2])]
 
 
-def test_an_epoch_of_two_to_the_twenty_draws_is_refused():
-    with pytest.raises(ValueError, match="draws per epoch"):
-        KeyedSampler(range(DRAWS_PER_EPOCH), num_items=DRAWS_PER_EPOCH)  # type: ignore[arg-type]
+def test_an_epoch_of_two_to_the_twenty_draws_or_more_gets_a_wider_stride():
+    assert [epoch_stride(n) for n in (0, 5, DRAWS_PER_EPOCH - 1)] == [DRAWS_PER_EPOCH] * 3  # keys as before
+    assert [epoch_stride(n) for n in (DRAWS_PER_EPOCH, 3_000_000)] == [
+        2 * DRAWS_PER_EPOCH,
+        4 * DRAWS_PER_EPOCH,
+    ]
+    sampler = KeyedSampler(range(DRAWS_PER_EPOCH), num_items=DRAWS_PER_EPOCH, rank=1, world_size=2)  # type: ignore[arg-type]
+    sampler.set_epoch(3)
+    first = next(iter(sampler))
+    assert sampler.stride == 4 * DRAWS_PER_EPOCH and divmod(first, DRAWS_PER_EPOCH) == (
+        3 * sampler.stride + 1,
+        0,
+    )
 
 
 def test_a_sampler_without_length_that_runs_over_is_stopped():

@@ -9,7 +9,7 @@ Shapes (one image):  H, W  image size     N  instances     classes are contiguou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,25 @@ def decode_masks(anns: Sequence[dict[str, Any]], height: int, width: int) -> np.
     return out
 
 
+def pixels_or_skipped(
+    load: Callable[[int], torch.Tensor], image_id: int, width: float, height: float, file: str
+) -> torch.Tensor | Skipped:
+    """``load(image_id)`` ([3, H, W] uint8), or a ``Skipped`` naming ``file`` when the file cannot
+    be read or is not the ``width`` × ``height`` its record says (pixels, EXIF orientation
+    applied; a whole float such as 640.0 is shown as the record has it). An ``InputError`` of
+    ``load`` (no image root, a path leaving it) is a ``ValueError``: skipped with its message,
+    and a run of them refused by ``skips.check_skipped``."""
+    try:
+        pixels = load(image_id)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for unreadable files
+        return Skipped(image_id, f"{type(err).__name__}: {err}", file)
+    h, w = pixels.shape[1:]
+    if (w, h) != (width, height):
+        reason = f"file is {w}x{h} (EXIF orientation applied), record says {width}x{height}"
+        return Skipped(image_id, reason, file)
+    return pixels
+
+
 class LvisDataset(Dataset[Sample | Skipped]):
     """Images of ``data`` (all, or ``image_ids``) with their annotations.
 
@@ -86,15 +105,10 @@ class LvisDataset(Dataset[Sample | Skipped]):
         iid = self.image_ids[index]
         record = self.data.images[iid]
         file = image_relpath(record)
-        try:
-            pixels = self.load_image(iid)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for unreadable files
-            return Skipped(iid, f"{type(err).__name__}: {err}", file)
+        pixels = pixels_or_skipped(self.load_image, iid, record["width"], record["height"], file)
+        if isinstance(pixels, Skipped):
+            return pixels
         h, w = pixels.shape[1:]
-        if (w, h) != (int(record["width"]), int(record["height"])):
-            shown = f"{record['width']}x{record['height']}"
-            reason = f"file is {w}x{h} (EXIF orientation applied), record says {shown}"
-            return Skipped(iid, reason, file)
         # A box of zero width or height is valid LVIS (LVISEval skips it); nothing to learn from it
         # (detectron2 and torchvision's references drop such boxes too).
         anns = [a for a in self.data.anns_by_image.get(iid, []) if a["bbox"][2] > 0 and a["bbox"][3] > 0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -78,24 +78,35 @@ class LvisData:
         return self.image_root.resolve()
 
     def image_path(self, image: dict[str, Any]) -> Path:
-        """Path of an image's file under the image root, which it may not leave.
-
-        The record's path was validated relative without ``..`` when the file was read; here its
-        target is resolved too, so a symbolic link inside the root that points outside it is
-        refused (D64: link the root itself, or name the real folder as the root).
+        """Path of an image's file under the image root, which it may not leave
+        (``resolve_image_path``).
 
         Raises:
             InputError: no image root, or the resolved file lies outside the resolved root.
         """
         if self.image_root is None:
             raise InputError(f"{self.path}: no image root given; pass the folder that holds the images")
-        path = self.image_root / image_relpath(image)
-        real, root = path.resolve(), self._real_root
-        if not real.is_relative_to(root):
-            where = f"image id={image.get('id')}"
-            message = f"{path} resolves to {real}, outside the image root {root} (a symbolic link)"
-            raise InputError([Problem(str(self.path), where, "file_name", message)])
-        return path
+        return resolve_image_path(
+            self.image_root, self._real_root, image_relpath(image), self.path, image.get("id")
+        )
+
+
+def resolve_image_path(root: Path, real_root: Path, relpath: str, source: Path, image_id: object) -> Path:
+    """``root / relpath``, refused when its target, links resolved, lies outside ``real_root``.
+
+    The record's path was validated relative without ``..`` when the file was read; here its
+    target is resolved too, so a symbolic link inside the root that points outside it is
+    refused (D64: link the root itself, or name the real folder as the root).
+
+    Raises:
+        InputError: naming ``source`` (the json), the image id and ``file_name``.
+    """
+    path = root / relpath
+    real = path.resolve()
+    if not real.is_relative_to(real_root):
+        message = f"{path} resolves to {real}, outside the image root {real_root} (a symbolic link)"
+        raise InputError([Problem(str(source), f"image id={image_id}", "file_name", message)])
+    return path
 
 
 def image_relpath(image: dict[str, Any]) -> str:
@@ -130,7 +141,9 @@ def _side(v: object) -> int | None:
     return int(v)
 
 
-class _Report:
+class Report:
+    """The problems found in one file, in the order found."""
+
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
@@ -151,41 +164,56 @@ def _check_path(name: str) -> str | None:
     return None
 
 
-def _size(img: dict[str, Any]) -> tuple[int, int] | None:
+def _size(img: Mapping[str, Any]) -> tuple[int, int] | None:
     """An image record's (height, width) when both are valid, else None (reported on the image)."""
     h, w = _side(img.get("height")), _side(img.get("width"))
     return (h, w) if h is not None and w is not None else None
 
 
-def _check_images(rep: _Report, images: object, purpose: Purpose) -> dict[int, dict[str, Any]]:
+def check_image_record(
+    rep: Report, k: int, img: object, seen: Container[int], purpose: Purpose
+) -> int | None:
+    """Check ``images[k]``; its id when it is kept (the first record with a valid id), else None.
+
+    A kept record's size and path problems are reported but do not drop it; a record without a
+    valid id, or with one in ``seen``, is reported and dropped. One rule for ``load_lvis`` and
+    the pool's streamed reader (``pool_index``), so both report the same problems in one order.
+    """
+    where = f"images[{k}]"
+    if not isinstance(img, dict):
+        rep.add(where, "-", "expected an object")
+        return None
+    iid = img.get("id")
+    if not is_id(iid):
+        rep.add(where, "id", f"expected an integer id, got {iid!r}")
+        return None
+    where = f"image id={iid}"
+    if iid in seen:
+        rep.add(where, "id", "duplicate image id")
+        return None
+    for key in ("width", "height"):
+        if _side(img.get(key)) is None:
+            rep.add(where, key, f"expected a positive integer ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
+    why = _check_path(image_relpath(img)) if purpose == "train" else None  # the evaluator reads no image
+    if why:
+        rep.add(where, "file_name", why)
+    return iid
+
+
+def _check_images(rep: Report, images: object, purpose: Purpose) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     if not isinstance(images, list):
         rep.add("images", "images", "expected a list of image records")
         return out
     for k, img in enumerate(images):
-        where = f"images[{k}]"
-        if not isinstance(img, dict):
-            rep.add(where, "-", "expected an object")
-            continue
-        iid = img.get("id")
-        if not is_id(iid):
-            rep.add(where, "id", f"expected an integer id, got {iid!r}")
-            continue
-        where = f"image id={iid}"
-        if iid in out:
-            rep.add(where, "id", "duplicate image id")
-            continue
-        for key in ("width", "height"):
-            if _side(img.get(key)) is None:
-                rep.add(where, key, f"expected a positive integer ≤ {MAX_IMAGE_SIDE}, got {img.get(key)!r}")
-        why = _check_path(image_relpath(img)) if purpose == "train" else None  # the evaluator reads no image
-        if why:
-            rep.add(where, "file_name", why)
-        out[iid] = img
+        iid = check_image_record(rep, k, img, out, purpose)
+        if iid is not None:
+            assert isinstance(img, dict)  # a kept record is an object
+            out[iid] = img
     return out
 
 
-def _check_categories(rep: _Report, categories: object, purpose: Purpose) -> list[dict[str, Any]]:
+def check_categories(rep: Report, categories: object, purpose: Purpose) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
     if not isinstance(categories, list) or not categories:
@@ -215,10 +243,10 @@ def _check_categories(rep: _Report, categories: object, purpose: Purpose) -> lis
     return out
 
 
-def _check_annotations(
-    rep: _Report,
+def check_annotations(
+    rep: Report,
     annotations: object,
-    images: dict[int, dict[str, Any]],
+    images: Mapping[int, Mapping[str, Any]],
     category_ids: set[int],
     purpose: Purpose,
 ) -> list[dict[str, Any]]:
@@ -292,8 +320,8 @@ def _check_annotations(
     return out
 
 
-def _check_federated_lists(
-    rep: _Report, images: dict[int, dict[str, Any]], category_ids: set[int], purpose: Purpose
+def check_federated_lists(
+    rep: Report, images: Mapping[int, Mapping[str, Any]], category_ids: set[int], purpose: Purpose
 ) -> None:
     for iid, img in images.items():
         for key in ("neg_category_ids", "not_exhaustive_category_ids"):
@@ -411,7 +439,7 @@ def load_lvis(
     else:
         p = Path(path)
         raw = _read(p, constants)
-    rep = _Report(str(p))
+    rep = Report(str(p))
     if not isinstance(raw, dict):
         raise InputError(
             [Problem(str(p), "-", "-", "expected a json object with images, annotations, categories")]
@@ -420,10 +448,10 @@ def load_lvis(
         if key not in raw:
             rep.add("-", key, "missing key")
     images = _check_images(rep, raw.get("images", []), purpose)
-    categories = _check_categories(rep, raw.get("categories", []), purpose)
+    categories = check_categories(rep, raw.get("categories", []), purpose)
     category_ids = {int(c["id"]) for c in categories}
-    annotations = _check_annotations(rep, raw.get("annotations", []), images, category_ids, purpose)
-    _check_federated_lists(rep, images, category_ids, purpose)
+    annotations = check_annotations(rep, raw.get("annotations", []), images, category_ids, purpose)
+    check_federated_lists(rep, images, category_ids, purpose)
     if constants and not rep.problems:  # in a field nobody reads: it would break the json we write
         for record, field_ in _non_finite(raw):
             rep.add(record, field_, "expected a finite number (NaN and Infinity are not json)")

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from ..config import Config
 from ..data.dataset import LvisDataset, Sample, Skipped
 from ..data.lvis_json import LvisData, load_lvis
+from ..data.pool_dataset import PoolDataset
 from ..data.sampling import RepeatFactorSampler, repeat_factors
 from ..data.transforms import (
     Augmentation,
@@ -33,8 +34,16 @@ from ..data.transforms import (
     weak_strong_views,
 )
 
-#: ``KeyedSampler`` keys a draw by epoch · DRAWS_PER_EPOCH + position in the epoch.
+#: ``KeyedSampler`` keys a draw by epoch · stride + position in the epoch; the stride is this, or
+#: for an epoch of this many draws or more the next power of two above its length (D102).
 DRAWS_PER_EPOCH = 1 << 20
+
+
+def epoch_stride(draws: int) -> int:
+    """Keys one epoch spans: ``DRAWS_PER_EPOCH`` (2^20), or the least power of two above
+    ``draws`` for a longer epoch, so the keys of epochs under 2^20 draws are as they always were
+    and a pool of millions of images still keys each epoch apart from the next."""
+    return max(DRAWS_PER_EPOCH, 1 << max(0, draws).bit_length())
 
 T = TypeVar("T")
 
@@ -70,11 +79,13 @@ def images_of(samples: Sequence[Sample], device: torch.device) -> list[torch.Ten
 class KeyedSampler(Sampler[int]):
     """Wraps an index sampler so each draw also carries a key for its augmentation's seed.
 
-    Yields ``key · n + index``: ``index`` is the item, ``key`` = epoch · 2^20 + the draw's place in
-    the epoch. The key depends only on (epoch, place), so a resumed run (which skips places) draws
+    Yields ``key · n + index``: ``index`` is the item, ``key`` = epoch · stride + the draw's place
+    in the epoch. The key depends only on (epoch, place), so a resumed run (which skips places) draws
     the same augmentations as an uninterrupted one, and an image repeated within an epoch
-    (repeat-factor sampling) gets a different view each time. An epoch of 2^20 draws or more
-    would reuse keys of the next epoch: it is refused.
+    (repeat-factor sampling) gets a different view each time. The stride is 2^20, or for a
+    longer epoch (a sized ``base`` of 2^20 draws or more over all ranks, a pool of millions of
+    images) the next power of two above it (``epoch_stride``); a ``base`` without length that
+    draws 2^20 times in one epoch is stopped, since its keys would repeat the next epoch's.
 
     Under DDP ``base`` is rank ``rank``'s shard of a strided sampler (``DistributedSampler``,
     ``RepeatFactorSampler``: every ``world_size``-th draw of one epoch list, from ``rank``); its
@@ -88,11 +99,7 @@ class KeyedSampler(Sampler[int]):
         self.base, self.num_items, self.epoch = base, num_items, 0
         self.rank, self.world_size = rank, world_size
         draws = getattr(base, "__len__", None)
-        if callable(draws) and draws() * world_size >= DRAWS_PER_EPOCH:
-            raise ValueError(
-                f"KeyedSampler: {draws() * world_size} draws per epoch; at most {DRAWS_PER_EPOCH - 1} keep "
-                "the augmentation keys of one epoch apart from the next one's"
-            )
+        self.stride = epoch_stride(draws() * world_size) if callable(draws) else DRAWS_PER_EPOCH
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,12 +110,12 @@ class KeyedSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         for pos, index in enumerate(self.base):
             place = pos * self.world_size + self.rank
-            if place >= DRAWS_PER_EPOCH:
+            if place >= self.stride:
                 raise ValueError(
-                    f"KeyedSampler: more than {DRAWS_PER_EPOCH} draws in one epoch; their "
+                    f"KeyedSampler: more than {self.stride} draws in one epoch; their "
                     "augmentation keys would repeat those of the next epoch"
                 )
-            yield (self.epoch * DRAWS_PER_EPOCH + place) * self.num_items + int(index)
+            yield (self.epoch * self.stride + place) * self.num_items + int(index)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -118,7 +125,7 @@ class KeyedViews(Dataset[T | Skipped], ABC, Generic[T]):
     """``LvisDataset`` items turned into views by ``view``, each under a generator seeded from
     (seed, *stream, key, index) — the key and index a ``KeyedSampler`` draw carries."""
 
-    def __init__(self, base: LvisDataset, seed: int, stream: tuple[int, ...] = ()) -> None:
+    def __init__(self, base: LvisDataset | PoolDataset, seed: int, stream: tuple[int, ...] = ()) -> None:
         self.base, self.seed, self.stream = base, seed, stream
 
     def __len__(self) -> int:
@@ -165,7 +172,11 @@ class UnlabeledViews(KeyedViews[UnlabeledPair]):
     the labeled views' seeds)."""
 
     def __init__(
-        self, base: LvisDataset, seed: int, short_side: int | None, photometric: Photometric | None = None
+        self,
+        base: LvisDataset | PoolDataset,
+        seed: int,
+        short_side: int | None,
+        photometric: Photometric | None = None,
     ) -> None:
         super().__init__(base, seed, stream=(1,))
         self.weak, self.strong = (

@@ -23,7 +23,8 @@ from torch.utils.data import DistributedSampler
 
 from ..config import Config, StudentConfig
 from ..data.dataset import LvisDataset, collate
-from ..data.lvis_json import load_lvis
+from ..data.pool_dataset import PoolDataset
+from ..data.pool_index import PoolIndex, index_folder, open_index
 from ..data.transforms import Photometric
 from ..engine import DistInfo, LoaderSource, Trainer, build_trainer, init_run
 from ..engine.distributed import all_gather_objects
@@ -46,6 +47,7 @@ from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
 from .prediction import save_and_evaluate
 from .prototypes import load_prototypes
+from .stages import file_hash
 from .pseudo_labels import PseudoLabelConfig
 from .student_step import TeacherStudentStep
 from .targets import target_builder
@@ -137,6 +139,29 @@ def train_student(config: Config, *, progress: bool = True) -> StudentResult:
     return StudentResult(run_dir, metrics, time.perf_counter() - t0)
 
 
+def open_pool(config: Config) -> PoolIndex:
+    """``data.unlabeled_json``'s images as memory-mapped columns (D101): rank 0 reads the json
+    once into ``run.run_dir/pool_index/<its hash>/`` (kept for a resumed run, rebuilt when the
+    json changes); every rank, and every DataLoader worker, maps that folder.
+
+    Raises:
+        InputError: the json's problems, naming file, record and field (every rank raises it).
+    """
+    assert config.data.unlabeled_json is not None
+    source = config.data.unlabeled_json
+    cache = Path(config.run.run_dir) / "pool_index"
+    folder = on_main(lambda: str(index_folder(source, cache, _json_hash(source))))
+    return open_index(Path(folder))
+
+
+def _json_hash(path: str) -> str:
+    """The json's SHA-256; a file that cannot be read is read by ``read_pool`` for its message."""
+    try:
+        return file_hash(path)
+    except OSError:
+        return "unreadable"
+
+
 def build_student(config: Config, *, progress: bool = True) -> StudentRun:
     """The student's trainer as ``config.student`` says (resumed from the run folder's last
     checkpoint with ``run.resume``), after joining torchrun's process group if there is one.
@@ -190,8 +215,7 @@ def build_student(config: Config, *, progress: bool = True) -> StudentRun:
         num_workers=config.data.workers,
         collate_fn=collate,
     )
-    pool = load_lvis(config.data.unlabeled_json, config.data.image_root, require_annotations=False)
-    unl_base = LvisDataset(pool)
+    unl_base = PoolDataset(open_pool(config), config.data.image_root)
     unlabeled = LoaderSource(
         UnlabeledViews(
             unl_base,
