@@ -130,7 +130,8 @@ FILES = {
     "truncated": '{"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}',
     "top level array": "[1, 2]",
     "images not a list": '{"images": {"id": 1}, "categories": [{"id": 1}]}',
-    "NaN width": '{"images": [{"id": 1, "file_name": "a.png", "width": NaN, "height": 2}], "categories": [{"id": 1}]}',
+    "NaN width": '{"images": [{"id": 1, "file_name": "a.png", "width": NaN, "height": 2}], '
+    '"categories": [{"id": 1}]}',
     "NaN elsewhere": '{"info": {"v": Infinity}, "images": [], "categories": [{"id": 1}]}',
     "extra data": '{"images": [], "categories": [{"id": 1}]} x',
     "annotation outside": json.dumps(

@@ -17,8 +17,16 @@ from safetensors.torch import load_file
 from tailteacher.cli import main
 from tailteacher.config_io import load_config
 from tailteacher.data.synth import generate
+from tailteacher.engine.distributed import DistInfo, dist_info_from_env
 from tailteacher.errors import InputError
-from tailteacher.launch.submit import PipelineJob, Resources, make_executor, submit
+from tailteacher.launch.submit import (
+    PipelineJob,
+    Resources,
+    job_environment,
+    make_executor,
+    submit,
+    torch_environment,
+)
 from tiny_run import tiny_run_sets
 
 TEACHER_STEPS = 10
@@ -68,11 +76,33 @@ def test_resources_map_to_submitit_and_more_than_one_process_is_refused():
         "slurm_partition": "gpu",
     }
     assert "slurm_partition" not in r.parameters("local")
-    for bad in (Resources(nodes=2), Resources(gpus_per_node=8)):
-        with pytest.raises(InputError, match="`run` is one process on one device"):
-            bad.check()
+    assert Resources(nodes=2, gpus_per_node=8).parameters("slurm")["tasks_per_node"] == 8  # a task per GPU
+    assert Resources(gpus_per_node=0, tasks_per_node=2).parameters("local")["tasks_per_node"] == 2
+    with pytest.raises(InputError, match="a job with GPUs runs one process per GPU"):
+        Resources(gpus_per_node=8, tasks_per_node=2).check()
     with pytest.raises(InputError, match="--time: expected a positive integer, got 0"):
         Resources(minutes=0).check()
+    with pytest.raises(InputError, match="--tasks-per-node: expected a positive integer, got 0"):
+        Resources(gpus_per_node=0, tasks_per_node=0).check()
+
+
+def test_a_task_gets_torchruns_variables():
+    env = torch_environment(
+        rank=9, world_size=16, local_rank=1, local_world_size=8, master_addr="n01", master_port=29123
+    )
+    assert env == {
+        "RANK": "9",
+        "WORLD_SIZE": "16",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "8",
+        "MASTER_ADDR": "n01",
+        "MASTER_PORT": "29123",
+    }
+    assert dist_info_from_env(env) == DistInfo(9, 16, 1)
+    for bad in ((16, 16, 0, 8), (0, 2, 2, 2), (0, 2, 0, 3)):
+        with pytest.raises(ValueError, match="expected 0 ≤ rank"):
+            torch_environment(*bad, master_addr="n01", master_port=1)
+    assert job_environment() == {}  # outside a submitit job: one process
 
 
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine is a SLURM node")
@@ -81,11 +111,32 @@ def test_slurm_without_slurm_is_an_input_error(tmp_path):
         make_executor("slurm", tmp_path, Resources())
 
 
-def test_cli_refuses_several_gpus_before_submitting(tiny, tmp_path, capsys):
+def test_cli_refuses_what_the_executor_cannot_run_before_submitting(tiny, tmp_path, capsys):
     args = ["submit", "demo", *(f"--set={k}={v}" for k, v in _sets(tiny, tmp_path / "run").items())]
-    assert main([*args, "--gpus-per-node", "8", "--executor", "local"]) == 2
-    assert "`run` is one process on one device" in capsys.readouterr().err
+    assert main([*args, "--gpus-per-node", "8", "--tasks-per-node", "2", "--executor", "local"]) == 2
+    assert "a job with GPUs runs one process per GPU" in capsys.readouterr().err
+    assert main([*args, "--nodes", "2", "--executor", "local"]) == 2
+    assert "--executor local: runs on this one machine, expected --nodes 1, got 2" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ~40 s on 2 shared cores: two tasks, each importing torch and running split and a 2-step teacher.
+@pytest.mark.distributed
+def test_a_local_job_of_two_tasks_runs_the_pipeline_under_torch_distributed(tiny, tmp_path, monkeypatch):
+    _one_thread(monkeypatch)
+    run = tmp_path / "job"
+    config = load_config("demo", [f"{k}={v}" for k, v in _sets(tiny, run).items()] + ["train.max_steps=2"])
+    job = submit(
+        config, Resources(gpus_per_node=0, tasks_per_node=2, minutes=10), until="teacher", executor="local"
+    )
+    results = job.results()
+    assert len(results) == 2 and results[0] == results[1], job.stderr()
+    assert [(s["name"], s["skipped"]) for s in results[0]["stages"]] == [("split", False), ("teacher", False)]
+    record = json.loads((run / "teacher" / "stage.json").read_text())
+    assert record["processes"] == 2 and record["hash"] == results[0]["stages"][1]["hash"]
+    metrics = [json.loads(line) for line in (run / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m["step"] for m in metrics if "total_loss" in m]
+    assert steps == sorted(set(steps)) and steps[-1] == 2  # one writer (rank 0): each step once
 
 
 def test_a_local_job_runs_the_split_as_the_direct_run_does(tiny, tmp_path, capsys):

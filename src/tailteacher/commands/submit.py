@@ -16,13 +16,20 @@ def register(sub: Any) -> None:
         help="`run` as a SLURM job (or a local one) through submitit, requeued on preemption",
         description="Submit `tailteacher run CONFIG` (or its stages up to --stage) as one submitit "
         "job. On preemption or the time limit the job is requeued and resumes where it stopped "
-        "(finished stages skipped, a training stage from its last checkpoint). One task on one "
-        "node: `run` is one process.",
+        "(finished stages skipped, a training stage from its last checkpoint). A job has one "
+        "task per GPU on each node; with several, the tasks run the pipeline under torch "
+        "distributed as torchrun would (rank 0 writes, training is DDP).",
     )
     add_config_arguments(p)
     p.add_argument("--stage", choices=PIPELINE_STAGES, default=None, help="stop after this stage")
-    p.add_argument("--nodes", type=int, default=1, help="nodes (1: `run` is one process)")
-    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node (0 or 1)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node, one task each (default 1)")
+    p.add_argument(
+        "--tasks-per-node",
+        type=int,
+        default=None,
+        help="processes per node (default: one per GPU; several on CPU with --gpus-per-node 0)",
+    )
     p.add_argument("--partition", default=None, help="the SLURM partition")
     p.add_argument("--time", type=int, default=60, help="time limit in minutes (default 60)")
     p.add_argument("--cpus-per-task", type=int, default=None, help="CPUs (default data.workers + 2)")
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         partition=args.partition,
         minutes=args.time,
         cpus_per_task=args.cpus_per_task or config.data.workers + 2,
+        tasks_per_node=args.tasks_per_node,
     )
     job = submit(config, resources, until=args.stage, executor=args.executor, folder=args.folder)
     print(f"submitted job {job.job_id} ({args.executor}); log: {job.paths.stdout}")

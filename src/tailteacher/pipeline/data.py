@@ -45,6 +45,7 @@ def epoch_stride(draws: int) -> int:
     and a pool of millions of images still keys each epoch apart from the next."""
     return max(DRAWS_PER_EPOCH, 1 << max(0, draws).bit_length())
 
+
 T = TypeVar("T")
 
 

@@ -47,8 +47,8 @@ from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
 from .prediction import save_and_evaluate
 from .prototypes import load_prototypes
-from .stages import file_hash
 from .pseudo_labels import PseudoLabelConfig
+from .stages import file_hash
 from .student_step import TeacherStudentStep
 from .targets import target_builder
 
