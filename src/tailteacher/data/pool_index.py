@@ -117,16 +117,16 @@ class _Columns:
         ends = np.frombuffer(self.ends, dtype=np.int64) if self.ends else np.zeros(0, np.int64)
         heights = np.asarray(self.heights, dtype=np.int32)
         widths = np.asarray(self.widths, dtype=np.int32)
-        names = np.frombuffer(bytes(self.names), dtype=np.uint8)
+        names = np.frombuffer(self.names, dtype=np.uint8)  # a view: no copy of the paths
         order = np.argsort(ids, kind="stable")
         starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-        if ids.size and not np.all(order == np.arange(ids.size)):
-            sorted_names = bytearray()
-            for k in order.tolist():
-                sorted_names += self.names[starts[k] : ends[k]]
-            names = np.frombuffer(bytes(sorted_names), dtype=np.uint8)
         lengths = (ends - starts)[order]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if ids.size and not np.all(order == np.arange(ids.size)):
+            ordered = np.empty_like(names)
+            for start, end, at in zip(starts[order].tolist(), ends[order].tolist(), offsets.tolist()):
+                ordered[at : at + end - start] = names[start:end]
+            names = ordered
         return PoolIndex(source, ids[order].copy(), heights[order], widths[order], offsets, names)
 
 
