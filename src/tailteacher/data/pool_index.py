@@ -124,7 +124,9 @@ class _Columns:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         if ids.size and not np.all(order == np.arange(ids.size)):
             ordered = np.empty_like(names)
-            for start, end, at in zip(starts[order].tolist(), ends[order].tolist(), offsets.tolist()):
+            for start, end, at in zip(
+                starts[order].tolist(), ends[order].tolist(), offsets[:-1].tolist(), strict=True
+            ):
                 ordered[at : at + end - start] = names[start:end]
             names = ordered
         return PoolIndex(source, ids[order].copy(), heights[order], widths[order], offsets, names)
