@@ -124,6 +124,12 @@ VARIANTS.update(
             "student.delta": "{run}/calibration/delta_shrunk10.safetensors",
             "student.ignore_threshold": "0.02",
         },
+        "long_shrunk10_ignore0.1": {
+            **_KEPT,
+            **_LONG,
+            "student.delta": "{run}/calibration/delta_shrunk10.safetensors",
+            "student.ignore_threshold": "0.1",
+        },
         "mined_pool": {**_KEPT, **_POOL, "data.unlabeled_json": "{pool}/mined.json"},
         "random_pool": {**_KEPT, **_POOL, "data.unlabeled_json": "{pool}/random.json"},
     }
