@@ -256,14 +256,15 @@ def pseudo_label_stage(
         from .student import pseudo_label_config
 
         _, device = init_run(config.train)
-        model = build_detector(config, load_train_data(config)).to(device)
+        train = load_train_data(config)
+        model = build_detector(config, train).to(device)
         load_detector_weights(model, teacher.result["checkpoint"])
         truth = load_lvis(truth_file, config.data.image_root)
         pool = LvisDataset(truth, sorted(truth.images)[:PSEUDO_LABEL_CHECK_IMAGES])
         samples = (s for s in (pool[k] for k in range(len(pool))) if isinstance(s, Sample))
         delta = None
         if calibration is not None:
-            delta = load_delta(calibration.result["delta"], load_train_data(config), student.delta_shrinkage)
+            delta = load_delta(calibration.result["delta"], train, student.delta_shrinkage)
         groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
         counts = measure_pseudo_labels(model, samples, pseudo_label_config(student), delta, groups, device)
         payload = {

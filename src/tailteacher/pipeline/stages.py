@@ -201,15 +201,19 @@ def _decide(
         log(f"[{name}] running in {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(folder, recursive=True)
-    started_record = {
+    atomic_write_json(folder / STARTED, _record(name, digest, inputs), indent=2)
+    return False, resume, {}
+
+
+def _record(name: str, digest: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields ``stage.started.json`` and ``stage.json`` share."""
+    return {
         "stage": name,
         "hash_version": HASH_VERSION,
         "hash": digest,
         "processes": current_dist_info().world_size,
         "inputs": dict(inputs),
     }
-    atomic_write_json(folder / STARTED, started_record, indent=2)
-    return False, resume, {}
 
 
 def _finish(
@@ -224,11 +228,7 @@ def _finish(
     """Write ``stage.json`` (rank 0's ``result``) and remove ``stage.started.json``; returns ``result``."""
     kill_point(f"stage_done/{name}")  # fault tests: outputs written, the record not
     record = {
-        "stage": name,
-        "hash_version": HASH_VERSION,
-        "hash": digest,
-        "processes": current_dist_info().world_size,
-        "inputs": dict(inputs),
+        **_record(name, digest, inputs),
         "seconds": seconds,
         "result": result,
     }
