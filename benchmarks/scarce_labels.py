@@ -3,10 +3,12 @@ keeps its labels, the rest joins the unlabeled set with its annotations removed.
 
     python benchmarks/scarce_labels.py runs/data/demo runs/data/demo_f25 --fraction 0.25 [--seed 0]
 
-Writes ``OUT/train.json`` (the labeled fraction, chosen with ``numpy.random.default_rng(seed)``,
-categories unchanged so the LVIS frequency groups stay those of the full set) and
+For a benchmark already on disk (or any LVIS-format set); ``tailteacher synth --labeled-fraction``
+writes the same split at generation (D107). Writes ``OUT/train.json`` (the labeled fraction),
 ``OUT/unlabeled.json`` (the other training images without annotations, then the source's
-``unlabeled.json``). Images are not copied: the run's ``data.image_root`` stays the source's.
+``unlabeled.json``) and ``OUT/unlabeled_truth.json`` (those images with their annotations, for the
+pseudo-label check), by ``tailteacher.data.label_fraction.split_labeled``. Images are not copied:
+the run's ``data.image_root`` stays the source's.
 Used by docs/results.md (2026-12-01, third session) to measure the student where labels, not
 steps, are what is scarce (the regime of the SSOD peers' 1–10 % COCO protocols).
 """
@@ -17,8 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
+from tailteacher.data.label_fraction import split_labeled
 from tailteacher.io import atomic_write_json, read_json
 
 
@@ -29,26 +30,20 @@ def main() -> None:
     p.add_argument("--fraction", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    train = read_json(args.source / "train.json")
+    truth_file = args.source / "unlabeled_truth.json"
     unlabeled = read_json(args.source / "unlabeled.json")
-    ids = sorted(im["id"] for im in train["images"])
-    keep_n = max(1, round(args.fraction * len(ids)))
-    order = np.random.default_rng(args.seed).permutation(len(ids))
-    keep = {ids[i] for i in order[:keep_n]}
-    labeled = dict(train)
-    labeled["images"] = [im for im in train["images"] if im["id"] in keep]
-    labeled["annotations"] = [a for a in train["annotations"] if a["image_id"] in keep]
-    moved = [im for im in train["images"] if im["id"] not in keep]
-    clash = {im["id"] for im in moved} & {im["id"] for im in unlabeled["images"]}
-    if clash:
-        raise SystemExit(f"image ids in both train.json and unlabeled.json: {sorted(clash)[:5]}")
-    pool = dict(unlabeled)
-    pool["images"] = moved + list(unlabeled["images"])
-    pool["annotations"] = []
+    part = split_labeled(
+        read_json(args.source / "train.json"),
+        unlabeled,
+        read_json(truth_file) if truth_file.is_file() else {**unlabeled, "annotations": []},
+        args.fraction,
+        args.seed,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "train.json", labeled)
-    atomic_write_json(args.out / "unlabeled.json", pool)
-    print(json.dumps({"labeled": len(labeled["images"]), "unlabeled": len(pool["images"])}))
+    atomic_write_json(args.out / "train.json", part.train)
+    atomic_write_json(args.out / "unlabeled.json", part.unlabeled)
+    atomic_write_json(args.out / "unlabeled_truth.json", part.truth)
+    print(json.dumps({"labeled": len(part.train["images"]), "unlabeled": len(part.unlabeled["images"])}))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,15 @@ def register(sub: Any) -> None:
         help="also write a mining pool of this many images drawn like the world (pool.json, "
         "pool_truth.json, images/pool/; 25%% distractors); the other files do not change",
     )
+    synth.add_argument(
+        "--labeled-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep the labels of a seeded random fraction F in (0, 1] of the training images; the "
+        "others go into unlabeled.json without annotations (the SSOD peers' label-fraction "
+        "protocol, D107; default: every label)",
+    )
     synth.set_defaults(func=run)
 
 
@@ -45,9 +54,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.pool_images is not None and args.pool_images < 0:
         raise InputError(f"--pool-images: expected a non-negative integer, got {args.pool_images}")
+    if args.labeled_fraction is not None and not 0 < args.labeled_fraction <= 1:
+        raise InputError(f"--labeled-fraction: expected a number in (0, 1], got {args.labeled_fraction}")
     try:
         summary = generate(
-            args.preset, args.seed, args.out, overwrite=args.overwrite, pool_images=args.pool_images
+            args.preset,
+            args.seed,
+            args.out,
+            overwrite=args.overwrite,
+            pool_images=args.pool_images,
+            labeled_fraction=args.labeled_fraction,
         )
     except ValueError as err:
         msg = str(err)

@@ -36,6 +36,7 @@ from ..errors import InputError
 from ..io import atomic_write_bytes
 from . import synth_draw as draw
 from .frequency import group_of
+from .label_fraction import labeled_subset, split_labeled
 
 SPLITS = ("train", "val", "unlabeled")
 JSON_FILES = ("train.json", "val.json", "unlabeled.json", "unlabeled_truth.json")
@@ -447,6 +448,7 @@ def generate(
     out: Path | str,
     overwrite: bool = False,
     pool_images: int | None = None,
+    labeled_fraction: float | None = None,
 ) -> SynthSummary:
     """Write the benchmark under ``out``: train.json, val.json, unlabeled.json (images, no
     annotations), unlabeled_truth.json (the pool's complete annotations, for measuring what
@@ -458,6 +460,12 @@ def generate(
 
     Image and annotation ids are unique across all files. The json files are written last, so
     a train.json on disk means every image is there. Same preset and seed: the same bytes.
+
+    With ``labeled_fraction`` F in (0, 1) (the SSOD label-fraction protocol, D107) only a seeded
+    random F of the training images keeps its labels in train.json; the others are written into
+    unlabeled.json first, without annotations, and into unlabeled_truth.json with theirs
+    (``data.label_fraction``). Images stay under images/train/; categories and their LVIS groups
+    are those of the full set; val.json and the pool do not change. None or 1: every label.
     """
     p = get_preset(preset)
     if pool_images is not None:
@@ -466,6 +474,8 @@ def generate(
         p = replace(p, pool_images=pool_images)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
+    if labeled_fraction is not None:
+        labeled_subset([], labeled_fraction, seed)  # a bad fraction fails before anything is written
     start = time.perf_counter()
     layouts = {split: split_layout(p, split, seed) for split in SPLITS}  # a bad preset fails here
     pool_layout = pool_plan(p, seed) if p.pool_images else None
@@ -507,13 +517,28 @@ def generate(
             image_id += 1
         records[POOL] = (images, anns)
     cats = _categories(classes, records["train"][1])
+    pool_images_only = [
+        {**im, "neg_category_ids": [], "not_exhaustive_category_ids": []} for im in records["unlabeled"][0]
+    ]
+    if labeled_fraction is not None and labeled_fraction < 1:
+        part = split_labeled(
+            {"images": records["train"][0], "annotations": records["train"][1]},
+            {"images": pool_images_only, "annotations": []},
+            {"images": records["unlabeled"][0], "annotations": records["unlabeled"][1]},
+            labeled_fraction,
+            seed,
+        )
+        records["train"] = (part.train["images"], part.train["annotations"])
+        records["unlabeled"] = (part.truth["images"], part.truth["annotations"])
+        pool_images_only = part.unlabeled["images"]
     for split in SPLITS:
         info = {"description": DESCRIPTION, "version": "1", "preset": p.name, "seed": seed, "split": split}
+        if labeled_fraction is not None and labeled_fraction < 1:
+            info["labeled_fraction"] = labeled_fraction
         images, anns = records[split]
         if split == "unlabeled":
             _dump(out, "unlabeled_truth.json", info, images, anns, cats)
-            pool = [{**im, "neg_category_ids": [], "not_exhaustive_category_ids": []} for im in images]
-            _dump(out, "unlabeled.json", info, pool, [], cats)
+            _dump(out, "unlabeled.json", info, pool_images_only, [], cats)
         else:
             _dump(out, f"{split}.json", info, images, anns, cats)
     if pool_layout is not None:
