@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # elsewhere set TORCH_PKGS, e.g. `make test TORCH_PKGS="torch==2.9.1 torchvision==0.24.1"`.
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-faults test-all lint format typecheck demo labels-demo ablate bench clean
+.PHONY: install test test-faults test-all lint format typecheck demo demo-scarce labels-demo ablate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ format: install
 # from a fresh clone, install included, with other work on the cores); run again to resume.
 demo: install
 	$(VENV)/bin/tailteacher demo
+
+# The same pipeline where labels are scarce: demo with a quarter of its training images labeled
+# (synth --labeled-fraction 0.25), teacher 600 steps, student and control 480 (~35 min, 2 cores).
+demo-scarce: install
+	test -f runs/data/demo_f25/val.json || $(VENV)/bin/tailteacher synth --preset demo --seed 0 --labeled-fraction 0.25 --out runs/data/demo_f25 --overwrite
+	$(VENV)/bin/tailteacher run scarce
 
 # Eq. 1–5 alone on a synthetic classification problem, ~5 s.
 labels-demo: install

@@ -161,7 +161,7 @@ def test_command_line_arguments(tmp_path):
     assert cfg.train.seed == 4 and cfg.run.resume is True
 
 
-@pytest.mark.parametrize("name", ["demo", "bench", "lvis_eva02_l"])
+@pytest.mark.parametrize("name", ["demo", "bench", "lvis_eva02_l", "scarce"])
 def test_shipped_configs_validate_and_resolve_by_name(name):
     cfg = load_config(name)  # no such file here: the config shipped in the package
     assert cfg.targets.eps == 0.1 and cfg.targets.gamma == 1.5

@@ -230,7 +230,7 @@ PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def packaged_configs() -> list[str]:
-    """Names of the shipped configs, e.g. ``["bench", "demo", "lvis_eva02_l"]``."""
+    """Names of the shipped configs, e.g. ``["bench", "demo", "lvis_eva02_l", "scarce"]``."""
     return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
 
 
@@ -244,24 +244,72 @@ def resolve_config_path(path: str | os.PathLike[str]) -> Path:
     return shipped if shipped.is_file() else p
 
 
+#: Top-level key naming the config a file builds on (mmdetection's spelling; detectron2: _BASE_).
+BASE_KEY = "_base_"
+
+
+def _read_yaml_file(path: Path) -> Any:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError([Problem(source, "file", "-", f"cannot read: {err.strerror or err}")]) from None
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(source, f"byte {err.start}", "-", "not UTF-8 text")]) from None
+    raw = parse_yaml(text, source)
+    return {} if raw is None else raw
+
+
+def merge_config_dicts(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, anything else (lists included) is
+    replaced by the child's value. Neither input is changed."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> Any:
+    """The file's mapping merged over the config its ``_base_`` names (recursively). ``_base_`` is
+    a path relative to the file's folder, or the name of a shipped config (``demo``)."""
+    raw = _read_yaml_file(path)
+    if not isinstance(raw, dict) or BASE_KEY not in raw:
+        return raw
+    source = str(path)
+    raw = dict(raw)
+    named = raw.pop(BASE_KEY)
+    if not isinstance(named, str) or not named:
+        expected = "expected a config path or a shipped config's name"
+        raise InputError([Problem(source, TOP, BASE_KEY, f"{expected}, got {named!r}")])
+    relative = path.parent / named
+    base_path = relative if relative.is_file() else resolve_config_path(named)
+    if not base_path.is_file():
+        raise InputError([Problem(source, TOP, BASE_KEY, f"no config file or shipped config {named!r}")])
+    seen = (*chain, path.resolve())
+    if base_path.resolve() in seen:
+        raise InputError([Problem(source, TOP, BASE_KEY, f"{named!r} builds on this file again (a cycle)")])
+    base = _read_with_bases(base_path, seen)
+    if not isinstance(base, dict):
+        got = type(base).__name__
+        raise InputError([Problem(str(base_path), TOP, "yaml", f"expected a mapping of sections, got {got}")])
+    return merge_config_dicts(base, raw)
+
+
 def load_config(
     path: str | os.PathLike[str],
     overrides: Iterable[str] = (),
     schema: type[M] = Config,  # type: ignore[assignment]
 ) -> M:
     """Read a YAML config, apply ``--set`` overrides, validate. ``path`` may also name a config
-    shipped with the package (``demo``, ``bench``, ``lvis_eva02_l``) when no such file exists."""
+    shipped with the package (``demo``, ``bench``, ``lvis_eva02_l``) when no such file exists.
+    A top-level ``_base_: OTHER`` builds on another config: OTHER (a path relative to this file, or
+    a shipped config's name) is read first and this file's keys merged over it (D108)."""
     path = resolve_config_path(path)
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise InputError([Problem(source, "file", "-", f"cannot read: {err.strerror or err}")]) from None
-    except UnicodeDecodeError as err:
-        raise InputError([Problem(source, f"byte {err.start}", "-", "not UTF-8 text")]) from None
-    raw = parse_yaml(text, source)
-    if raw is None:
-        raw = {}
+    raw = _read_with_bases(path, ())
     set_by: dict[str, str] = {}
     if isinstance(raw, dict):
         raw, set_by = apply_overrides(raw, overrides, schema)
