@@ -1,0 +1,91 @@
+"""Paired per-seed differences of trained models from a reference model (the control).
+
+    python benchmarks/paired_table.py --ref control runs/f25_s0/control runs/f25_s1/control \\
+        --row student runs/f25_s0/student runs/f25_s1/student [--row NAME DIR...] [--out table.md]
+
+Every ``--ref``/``--row`` names a model and one folder per seed (same order in every row): a folder
+with ``val_metrics.json`` (a teacher, control or student folder of ``tailteacher run``, or a
+``student_recipe.py`` variant). For each row it prints mask AP / APr / APc / APf and ECE (from
+``val_calibration/calibration.json`` when present) per seed, then each row's difference from the
+reference per seed and their mean ± sample standard deviation (n − 1), and how many standard
+deviations the mean is from zero. Rows missing a folder are reported, not guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+KEYS = ("AP", "APr", "APc", "APf")
+
+
+def metrics(folder: Path) -> dict[str, float] | None:
+    """Mask AP/APr/APc/APf in points and ECE, or None when the folder has no val_metrics.json."""
+    file = folder / "val_metrics.json"
+    if not file.is_file():
+        return None
+    mask = json.loads(file.read_text())["metrics"]
+    out = {k: 100 * mask[k] for k in KEYS}
+    ece = folder / "val_calibration" / "calibration.json"
+    if ece.is_file():
+        out["ECE"] = json.loads(ece.read_text())["ece"]["all"]
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(ref: list[Path], rows: dict[str, list[Path]]) -> str:
+    lines = ["| model | seed | AP | APr | APc | APf | ECE | − ref AP | − ref APr | − ref APc | − ref APf |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    summary = ["", "| model − ref | n | AP | APr | APc | APf | ECE |", "|---|---:|---:|---:|---:|---:|---:|"]
+    ref_m = [metrics(f) for f in ref]
+    for name, folders in {"ref": ref, **rows}.items():
+        diffs: dict[str, list[float]] = {k: [] for k in (*KEYS, "ECE")}
+        for seed, folder in enumerate(folders):
+            m, r = metrics(folder), ref_m[seed] if seed < len(ref_m) else None
+            if m is None:
+                lines.append(f"| {name} | {seed} | missing: {folder} |||||||||")
+                continue
+            cells = [f"{m[k]:.1f}" for k in KEYS] + [f"{m['ECE']:.3f}" if "ECE" in m else "-"]
+            if r is not None and name != "ref":
+                for k in (*KEYS, "ECE"):
+                    if k in m and k in r:
+                        diffs[k].append(m[k] - r[k])
+                cells += [f"{m[k] - r[k]:+.1f}" for k in KEYS]
+            else:
+                cells += ["", "", "", ""]
+            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+        if name != "ref" and diffs["AP"]:
+            parts = []
+            for k in (*KEYS, "ECE"):
+                if not diffs[k]:
+                    parts.append("-")
+                    continue
+                mu, sd = mean_std(diffs[k])
+                fmt = "{:+.3f} ± {:.3f}" if k == "ECE" else "{:+.1f} ± {:.1f}"
+                z = f" ({abs(mu) / sd:.1f}σ)" if sd > 0 and k != "ECE" else ""
+                parts.append(fmt.format(mu, sd) + z)
+            summary.append(f"| {name} | {len(diffs['AP'])} | " + " | ".join(parts) + " |")
+    return "\n".join(lines + summary)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ref", nargs="+", required=True, metavar=("NAME", "DIR"), help="name, folders")
+    p.add_argument("--row", nargs="+", action="append", default=[], metavar=("NAME", "DIR"))
+    p.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
+    args = p.parse_args()
+    ref = [Path(f) for f in args.ref[1:]]
+    rows = {r[0]: [Path(f) for f in r[1:]] for r in args.row}
+    text = f"reference: {args.ref[0]}\n\n" + table(ref, rows)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
