@@ -7,8 +7,9 @@ Every ``--ref``/``--row`` names a model and one folder per seed (same order in e
 with ``val_metrics.json`` (a teacher, control or student folder of ``tailteacher run``, or a
 ``student_recipe.py`` variant). For each row it prints mask AP / APr / APc / APf and ECE (from
 ``val_calibration/calibration.json`` when present) per seed, then each row's difference from the
-reference per seed and their mean ± sample standard deviation (n − 1), and how many standard
-deviations the mean is from zero. Rows missing a folder are reported, not guessed.
+reference per seed, their mean ± sample standard deviation (n − 1) and the paired t statistic
+mean / (sd / √n) (with 3 seeds, |t| > 4.3 is p < 0.05 two-sided). Rows missing a folder are
+reported, not guessed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def metrics(folder: Path) -> dict[str, float] | None:
     out = {k: 100 * mask[k] for k in KEYS}
     ece = folder / "val_calibration" / "calibration.json"
     if ece.is_file():
-        out["ECE"] = json.loads(ece.read_text())["ece"]["all"]
+        value = json.loads(ece.read_text())["ece"].get("all")
+        if value is not None:  # None: no detection to measure
+            out["ECE"] = value
     return out
 
 
@@ -38,12 +41,18 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def table(ref: list[Path], rows: dict[str, list[Path]]) -> str:
-    lines = ["| model | seed | AP | APr | APc | APf | ECE | − ref AP | − ref APr | − ref APc | − ref APf |"]
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    summary = ["", "| model − ref | n | AP | APr | APc | APf | ECE |", "|---|---:|---:|---:|---:|---:|---:|"]
+def table(ref_name: str, ref: list[Path], rows: dict[str, list[Path]]) -> str:
+    """The per-seed table and the summary of each row's paired differences from ``ref``."""
+    head = f"| model | seed | AP | APr | APc | APf | ECE | − {ref_name} AP | APr | APc | APf |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    summary = [
+        "",
+        f"| model − {ref_name} | n | AP | APr | APc | APf | ECE (n) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     ref_m = [metrics(f) for f in ref]
-    for name, folders in {"ref": ref, **rows}.items():
+    for name, folders in {ref_name: ref, **rows}.items():
+        is_ref = folders is ref
         diffs: dict[str, list[float]] = {k: [] for k in (*KEYS, "ECE")}
         for seed, folder in enumerate(folders):
             m, r = metrics(folder), ref_m[seed] if seed < len(ref_m) else None
@@ -51,7 +60,7 @@ def table(ref: list[Path], rows: dict[str, list[Path]]) -> str:
                 lines.append(f"| {name} | {seed} | missing: {folder} |||||||||")
                 continue
             cells = [f"{m[k]:.1f}" for k in KEYS] + [f"{m['ECE']:.3f}" if "ECE" in m else "-"]
-            if r is not None and name != "ref":
+            if r is not None and not is_ref:
                 for k in (*KEYS, "ECE"):
                     if k in m and k in r:
                         diffs[k].append(m[k] - r[k])
@@ -59,16 +68,19 @@ def table(ref: list[Path], rows: dict[str, list[Path]]) -> str:
             else:
                 cells += ["", "", "", ""]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
-        if name != "ref" and diffs["AP"]:
+        if not is_ref and diffs["AP"]:
             parts = []
             for k in (*KEYS, "ECE"):
                 if not diffs[k]:
                     parts.append("-")
                     continue
                 mu, sd = mean_std(diffs[k])
-                fmt = "{:+.3f} ± {:.3f}" if k == "ECE" else "{:+.1f} ± {:.1f}"
-                z = f" ({abs(mu) / sd:.1f}σ)" if sd > 0 and k != "ECE" else ""
-                parts.append(fmt.format(mu, sd) + z)
+                if k == "ECE":
+                    parts.append(f"{mu:+.3f} ± {sd:.3f} ({len(diffs[k])})")
+                    continue
+                n = len(diffs[k])
+                t = f", t = {mu / (sd / n**0.5):+.1f}" if sd > 0 else ""
+                parts.append(f"{mu:+.1f} ± {sd:.1f}{t}")
             summary.append(f"| {name} | {len(diffs['AP'])} | " + " | ".join(parts) + " |")
     return "\n".join(lines + summary)
 
@@ -79,9 +91,14 @@ def main() -> None:
     p.add_argument("--row", nargs="+", action="append", default=[], metavar=("NAME", "DIR"))
     p.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     args = p.parse_args()
+    if len(args.ref) < 2 or any(len(r) < 2 for r in args.row):
+        p.error("--ref and every --row need a name and at least one folder")
+    names = [args.ref[0], *(r[0] for r in args.row)]
+    if len(set(names)) < len(names):
+        p.error(f"names must differ: {names}")
     ref = [Path(f) for f in args.ref[1:]]
     rows = {r[0]: [Path(f) for f in r[1:]] for r in args.row}
-    text = f"reference: {args.ref[0]}\n\n" + table(ref, rows)
+    text = table(args.ref[0], ref, rows)
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")

@@ -6,9 +6,9 @@ keeps its labels, the rest joins the unlabeled set with its annotations removed.
 For a benchmark already on disk (or any LVIS-format set); ``tailteacher synth --labeled-fraction``
 writes the same split at generation (D107). Writes ``OUT/train.json`` (the labeled fraction),
 ``OUT/unlabeled.json`` (the other training images without annotations, then the source's
-``unlabeled.json``) and ``OUT/unlabeled_truth.json`` (those images with their annotations, for the
-pseudo-label check), by ``tailteacher.data.label_fraction.split_labeled``. Images are not copied:
-the run's ``data.image_root`` stays the source's.
+``unlabeled.json``) and, when the source has one, ``OUT/unlabeled_truth.json`` (those images with
+their annotations, for the pseudo-label check), by ``tailteacher.data.label_fraction.split_labeled``.
+Images are not copied: the run's ``data.image_root`` stays the source's.
 Used by docs/results.md (2026-12-01, third session) to measure the student where labels, not
 steps, are what is scarce (the regime of the SSOD peers' 1–10 % COCO protocols).
 """
@@ -32,17 +32,19 @@ def main() -> None:
     args = p.parse_args()
     truth_file = args.source / "unlabeled_truth.json"
     unlabeled = read_json(args.source / "unlabeled.json")
+    has_truth = truth_file.is_file()
     part = split_labeled(
         read_json(args.source / "train.json"),
         unlabeled,
-        read_json(truth_file) if truth_file.is_file() else {**unlabeled, "annotations": []},
+        read_json(truth_file) if has_truth else {**unlabeled, "annotations": []},
         args.fraction,
         args.seed,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "train.json", part.train)
     atomic_write_json(args.out / "unlabeled.json", part.unlabeled)
-    atomic_write_json(args.out / "unlabeled_truth.json", part.truth)
+    if has_truth:  # without the source's, a truth file would call every pool pseudo-box wrong
+        atomic_write_json(args.out / "unlabeled_truth.json", part.truth)
     print(json.dumps({"labeled": len(part.train["images"]), "unlabeled": len(part.unlabeled["images"])}))
 
 

@@ -54,3 +54,26 @@ def test_an_unknown_key_in_the_child_is_still_refused(tmp_path):
     (tmp_path / "c.yaml").write_text("_base_: demo\nstudent:\n  max_step: 3\n")
     with pytest.raises(InputError, match="max_step"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_a_bare_name_is_the_shipped_config_whatever_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("train:\n  lr: 4e-5\n")  # a stray file called demo
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.yaml").write_text("_base_: demo\n")
+    assert load_config(tmp_path / "sub" / "x.yaml").train.lr == load_config("scarce").train.lr == 1e-3
+    (tmp_path / "sub" / "y.yaml").write_text("_base_: x.yaml\nstudent:\n  max_steps: 5\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative bases resolve from the file's folder
+    assert load_config(tmp_path / "sub" / "y.yaml").student.max_steps == 5
+
+
+def test_a_problem_in_the_base_names_the_base_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("_base_: demo\ntrain:\n  lrate: 1\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\nstudent:\n  max_steps: -1\n")
+    with pytest.raises(InputError) as err:
+        load_config(tmp_path / "child.yaml")
+    text = str(err.value)
+    assert f"{tmp_path / 'base.yaml'}: config: train.lrate" in text
+    assert f"{tmp_path / 'child.yaml'}: config: student.max_steps" in text

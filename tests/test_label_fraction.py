@@ -63,6 +63,14 @@ def test_split_moves_images_strips_labels_and_keeps_their_truth():
     )
     assert [a["id"] for a in part.truth["annotations"]] == [10 + i for i in moved] + [99]
     assert len(train["images"]) == 4 and train["images"][0]["neg_category_ids"] == [3]  # inputs kept
+    assert [im["not_exhaustive_category_ids"] for im in part.truth["images"]] == [[4], [4], []]
+    hidden = [{"id": 50 + i, "image_id": i, "category_id": 4} for i in (1, 2, 3, 4)]
+    full = split_labeled(train, pool, truth, 0.5, 0, unannotated=hidden)
+    assert [a["id"] for a in full.truth["annotations"]] == [10 + i for i in moved] + [
+        50 + i for i in moved
+    ] + [99]
+    assert [im["not_exhaustive_category_ids"] for im in full.truth["images"]] == [[], [], []]
+    assert [im["neg_category_ids"] for im in full.truth["images"]] == [[3], [3], []]
 
 
 def test_split_refuses_bad_fraction_and_clashing_ids():
@@ -98,11 +106,25 @@ def test_synth_with_a_labeled_fraction_partitions_the_training_images(tmp_path):
     moved = [im["id"] for im in f_train["images"] if im["id"] not in kept]
     assert [im["id"] for im in p_pool["images"]] == moved + [im["id"] for im in f_pool["images"]]
     assert p_pool["annotations"] == []
-    assert len(p_truth["annotations"]) == full.instances["unlabeled"] + full.instances["train"] - len(
-        p_train["annotations"]
-    )
-    p_val, f_val = load("part", "val.json"), load("full", "val.json")
-    assert (p_val["images"], p_val["annotations"]) == (f_val["images"], f_val["annotations"])
+    assert [im["id"] for im in p_truth["images"]] == [im["id"] for im in p_pool["images"]]
+    f_truth = load("full", "unlabeled_truth.json")
+    pool_ids = {im["id"] for im in f_pool["images"]}
+    assert [a for a in p_truth["annotations"] if a["image_id"] in pool_ids] == f_truth["annotations"]
+    # moved images: their annotations, then their unannotated instances with new ids after all others
+    moved_set = set(moved)
+    given = [a for a in f_train["annotations"] if a["image_id"] in moved_set]
+    in_truth = [a for a in p_truth["annotations"] if a["image_id"] in moved_set]
+    assert in_truth[: len(given)] == given
+    extra = in_truth[len(given) :]
+    last_id = max(a["id"] for d in (f_train, f_truth, load("full", "val.json")) for a in d["annotations"])
+    assert extra and min(a["id"] for a in extra) == last_id + 1
+    record = {im["id"]: im for im in f_train["images"]}
+    for im in p_truth["images"][: len(moved)]:
+        assert im["neg_category_ids"] == record[im["id"]]["neg_category_ids"]
+        assert im["not_exhaustive_category_ids"] == []
+        for cid in record[im["id"]]["not_exhaustive_category_ids"]:  # now complete
+            assert any(a["image_id"] == im["id"] and a["category_id"] == cid for a in extra)
+    assert (tmp_path / "part" / "val.json").read_bytes() == (tmp_path / "full" / "val.json").read_bytes()
     # every moved image is still on disk where its record points
     assert all((tmp_path / "part" / "images" / im["file_name"]).is_file() for im in p_pool["images"])
 

@@ -272,30 +272,51 @@ def merge_config_dicts(base: dict[str, Any], child: dict[str, Any]) -> dict[str,
     return out
 
 
-def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> Any:
-    """The file's mapping merged over the config its ``_base_`` names (recursively). ``_base_`` is
-    a path relative to the file's folder, or the name of a shipped config (``demo``)."""
+def _leaves(raw: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the non-mapping values of a nested dict."""
+    out = []
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        out += _leaves(value, dotted + ".") if isinstance(value, dict) and value else [dotted]
+    return out
+
+
+def _base_path(path: Path, named: str) -> Path:
+    """Where ``_base_: named`` of the file ``path`` points: a name with a folder or a suffix is a
+    path relative to the file's folder; a bare name is a shipped config (never the working
+    directory, so a stray file called ``demo`` cannot replace the shipped one)."""
+    p = Path(named)
+    if p.suffix or len(p.parts) > 1:
+        return p if p.is_absolute() else path.parent / p
+    return PACKAGED_CONFIGS / f"{named}.yaml"
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> tuple[Any, dict[str, str]]:
+    """The file's mapping merged over the config its ``_base_`` names (recursively), and for each
+    dotted key that comes from a base, that base's path (so a problem there names its file)."""
     raw = _read_yaml_file(path)
     if not isinstance(raw, dict) or BASE_KEY not in raw:
-        return raw
+        return raw, {}
     source = str(path)
     raw = dict(raw)
     named = raw.pop(BASE_KEY)
     if not isinstance(named, str) or not named:
         expected = "expected a config path or a shipped config's name"
         raise InputError([Problem(source, TOP, BASE_KEY, f"{expected}, got {named!r}")])
-    relative = path.parent / named
-    base_path = relative if relative.is_file() else resolve_config_path(named)
+    base_path = _base_path(path, named)
     if not base_path.is_file():
         raise InputError([Problem(source, TOP, BASE_KEY, f"no config file or shipped config {named!r}")])
     seen = (*chain, path.resolve())
     if base_path.resolve() in seen:
         raise InputError([Problem(source, TOP, BASE_KEY, f"{named!r} builds on this file again (a cycle)")])
-    base = _read_with_bases(base_path, seen)
+    base, origins = _read_with_bases(base_path, seen)
     if not isinstance(base, dict):
         got = type(base).__name__
         raise InputError([Problem(str(base_path), TOP, "yaml", f"expected a mapping of sections, got {got}")])
-    return merge_config_dicts(base, raw)
+    from_base = {k: origins.get(k, str(base_path)) for k in _leaves(base)}
+    mine = set(_leaves(raw))
+    kept = {k: v for k, v in from_base.items() if not any(k == m or k.startswith(m + ".") for m in mine)}
+    return merge_config_dicts(base, raw), kept
 
 
 def load_config(
@@ -304,15 +325,16 @@ def load_config(
     schema: type[M] = Config,  # type: ignore[assignment]
 ) -> M:
     """Read a YAML config, apply ``--set`` overrides, validate. ``path`` may also name a config
-    shipped with the package (``demo``, ``bench``, ``lvis_eva02_l``) when no such file exists.
-    A top-level ``_base_: OTHER`` builds on another config: OTHER (a path relative to this file, or
-    a shipped config's name) is read first and this file's keys merged over it (D108)."""
+    shipped with the package (``demo``, ``bench``, ``lvis_eva02_l``, ``scarce``) when no such file
+    exists. A top-level ``_base_: OTHER`` builds on another config: OTHER (a path with a suffix or
+    folder, relative to this file; or a bare shipped config's name) is read first and this file's
+    keys merged over it (D108); a problem in a key that came from OTHER names OTHER's file."""
     path = resolve_config_path(path)
     source = str(path)
-    raw = _read_with_bases(path, ())
-    set_by: dict[str, str] = {}
+    raw, set_by = _read_with_bases(path, ())
     if isinstance(raw, dict):
-        raw, set_by = apply_overrides(raw, overrides, schema)
+        raw, set_here = apply_overrides(raw, overrides, schema)
+        set_by = {**set_by, **set_here}
     return validate_config(raw, source, schema, set_by)
 
 

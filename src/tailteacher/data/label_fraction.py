@@ -27,7 +27,7 @@ Doc = dict[str, Any]
 class LabeledSplit:
     """``train``: the labeled fraction (its annotations); ``unlabeled``: the moved training images
     (no annotations, no ``neg``/``not_exhaustive`` lists), then the source's unlabeled images;
-    ``truth``: ``unlabeled``'s images with the annotations they had (for measuring only)."""
+    ``truth``: the same images in the same order with their annotations (for measuring only)."""
 
     train: Doc
     unlabeled: Doc
@@ -51,9 +51,22 @@ def labeled_subset(image_ids: list[int], fraction: float, seed: int) -> set[int]
     return {ids[int(i)] for i in order[:keep_n]}
 
 
-def split_labeled(train: Doc, unlabeled: Doc, truth: Doc, fraction: float, seed: int) -> LabeledSplit:
+def split_labeled(
+    train: Doc,
+    unlabeled: Doc,
+    truth: Doc,
+    fraction: float,
+    seed: int,
+    unannotated: list[Doc] | None = None,
+) -> LabeledSplit:
     """Apply the protocol to LVIS dicts: ``train`` (annotated), ``unlabeled`` (its images, no
     annotations) and ``truth`` (the same images with their annotations). Inputs are not changed.
+
+    In ``truth`` a moved image keeps its record as in ``train`` (its ``neg_category_ids`` and
+    ``not_exhaustive_category_ids`` still say what its annotations cover) and its annotations.
+    ``unannotated``: annotations of training images' instances that ``train`` leaves out (a
+    generator knows them); given, the moved images' instances among them join ``truth`` and
+    their ``not_exhaustive_category_ids`` are emptied, as their truth is then complete.
     Raises ``InputError`` on a bad fraction or seed, or when an image id is in both sets."""
     keep = labeled_subset([im["id"] for im in train["images"]], fraction, seed)
     moved = [im for im in train["images"] if im["id"] not in keep]
@@ -62,6 +75,10 @@ def split_labeled(train: Doc, unlabeled: Doc, truth: Doc, fraction: float, seed:
         raise InputError(f"images: ids in both the training and the unlabeled set: {clash[:5]}")
     stripped = [{**im, "neg_category_ids": [], "not_exhaustive_category_ids": []} for im in moved]
     moved_ids = {im["id"] for im in moved}
+    truth_images = (
+        moved if unannotated is None else [{**im, "not_exhaustive_category_ids": []} for im in moved]
+    )
+    hidden = [a for a in unannotated or [] if a["image_id"] in moved_ids]
     return LabeledSplit(
         train={
             **train,
@@ -71,8 +88,9 @@ def split_labeled(train: Doc, unlabeled: Doc, truth: Doc, fraction: float, seed:
         unlabeled={**unlabeled, "images": stripped + list(unlabeled["images"]), "annotations": []},
         truth={
             **truth,
-            "images": stripped + list(truth["images"]),
+            "images": truth_images + list(truth["images"]),
             "annotations": [a for a in train["annotations"] if a["image_id"] in moved_ids]
+            + hidden
             + list(truth["annotations"]),
         },
     )

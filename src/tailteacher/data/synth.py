@@ -463,9 +463,10 @@ def generate(
 
     With ``labeled_fraction`` F in (0, 1) (the SSOD label-fraction protocol, D107) only a seeded
     random F of the training images keeps its labels in train.json; the others are written into
-    unlabeled.json first, without annotations, and into unlabeled_truth.json with theirs
-    (``data.label_fraction``). Images stay under images/train/; categories and their LVIS groups
-    are those of the full set; val.json and the pool do not change. None or 1: every label.
+    unlabeled.json first, without annotations, and into unlabeled_truth.json with all their
+    instances, the unannotated ones included (``data.label_fraction``). Images stay under
+    images/train/; categories and their LVIS groups are those of the full set; val.json and the
+    pool do not change (the other files' info says ``labeled_fraction``). None or 1: every label.
     """
     p = get_preset(preset)
     if pool_images is not None:
@@ -484,6 +485,7 @@ def generate(
     classes = class_plan(p)
     image_id, ann_id = 1, 1
     records: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    unannotated: list[tuple[Any, int]] = []  # training instances left out of train.json
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         images, anns = [], []
@@ -500,6 +502,8 @@ def generate(
                 if inst.annotated:
                     anns.append(inst.annotation(ann_id, image_id))
                     ann_id += 1
+                elif split == "train":
+                    unannotated.append((inst, image_id))
             image_id += 1
         records[split] = (images, anns)
     if pool_layout is not None:
@@ -520,20 +524,24 @@ def generate(
     pool_images_only = [
         {**im, "neg_category_ids": [], "not_exhaustive_category_ids": []} for im in records["unlabeled"][0]
     ]
-    if labeled_fraction is not None and labeled_fraction < 1:
+    scarce = labeled_fraction is not None and labeled_fraction < 1
+    if scarce:
+        # ids after every written one, so the files of a full-label benchmark keep their bytes
+        hidden = [inst.annotation(ann_id + k, im_id) for k, (inst, im_id) in enumerate(unannotated)]
         part = split_labeled(
             {"images": records["train"][0], "annotations": records["train"][1]},
             {"images": pool_images_only, "annotations": []},
             {"images": records["unlabeled"][0], "annotations": records["unlabeled"][1]},
             labeled_fraction,
             seed,
+            unannotated=hidden,
         )
         records["train"] = (part.train["images"], part.train["annotations"])
         records["unlabeled"] = (part.truth["images"], part.truth["annotations"])
         pool_images_only = part.unlabeled["images"]
     for split in SPLITS:
         info = {"description": DESCRIPTION, "version": "1", "preset": p.name, "seed": seed, "split": split}
-        if labeled_fraction is not None and labeled_fraction < 1:
+        if scarce and split != "val":
             info["labeled_fraction"] = labeled_fraction
         images, anns = records[split]
         if split == "unlabeled":
