@@ -524,7 +524,8 @@ def generate(
     pool_images_only = [
         {**im, "neg_category_ids": [], "not_exhaustive_category_ids": []} for im in records["unlabeled"][0]
     ]
-    scarce = labeled_fraction is not None and labeled_fraction < 1
+    fraction = 1.0 if labeled_fraction is None else labeled_fraction
+    scarce = fraction < 1
     if scarce:
         # ids after every written one, so the files of a full-label benchmark keep their bytes
         hidden = [inst.annotation(ann_id + k, im_id) for k, (inst, im_id) in enumerate(unannotated)]
@@ -532,7 +533,7 @@ def generate(
             {"images": records["train"][0], "annotations": records["train"][1]},
             {"images": pool_images_only, "annotations": []},
             {"images": records["unlabeled"][0], "annotations": records["unlabeled"][1]},
-            labeled_fraction,
+            fraction,
             seed,
             unannotated=hidden,
         )
@@ -542,7 +543,7 @@ def generate(
     for split in SPLITS:
         info = {"description": DESCRIPTION, "version": "1", "preset": p.name, "seed": seed, "split": split}
         if scarce and split != "val":
-            info["labeled_fraction"] = labeled_fraction
+            info["labeled_fraction"] = fraction
         images, anns = records[split]
         if split == "unlabeled":
             _dump(out, "unlabeled_truth.json", info, images, anns, cats)
