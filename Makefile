@@ -47,7 +47,8 @@ demo: install
 	$(VENV)/bin/tailteacher demo
 
 # The same pipeline where labels are scarce: demo with a quarter of its training images labeled
-# (synth --labeled-fraction 0.25), teacher 600 steps, student and control 480 (~35 min, 2 cores).
+# (synth --labeled-fraction 0.25), teacher 600 steps, student and control 480 (44 min measured with
+# another run sharing the 2 cores).
 demo-scarce: install
 	test -f runs/data/demo_f25/unlabeled.json || $(VENV)/bin/tailteacher synth --preset demo --seed 0 --labeled-fraction 0.25 --out runs/data/demo_f25 --overwrite
 	$(VENV)/bin/tailteacher run scarce
