@@ -50,7 +50,7 @@ demo: install
 # (synth --labeled-fraction 0.25), teacher 600 steps, student and control 480 (44 min measured with
 # another run sharing the 2 cores).
 demo-scarce: install
-	test -f runs/data/demo_f25/unlabeled.json || $(VENV)/bin/tailteacher synth --preset demo --seed 0 --labeled-fraction 0.25 --out runs/data/demo_f25 --overwrite
+	test -f runs/data/demo_f25/val.json -a -f runs/data/demo_f25/unlabeled.json || $(VENV)/bin/tailteacher synth --preset demo --seed 0 --labeled-fraction 0.25 --out runs/data/demo_f25 --overwrite
 	$(VENV)/bin/tailteacher run scarce
 
 # Eq. 1–5 alone on a synthetic classification problem, ~5 s.
