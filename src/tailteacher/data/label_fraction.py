@@ -34,15 +34,20 @@ class LabeledSplit:
     truth: Doc
 
 
+def check_fraction(fraction: float, seed: int) -> None:
+    """Raise ``InputError`` unless ``0 < fraction ≤ 1`` and ``seed`` is a non-negative integer."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise InputError(f"labeled_fraction: expected a number in (0, 1], got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
+
+
 def labeled_subset(image_ids: list[int], fraction: float, seed: int) -> set[int]:
     """The image ids that keep their labels: ``max(1, round(fraction · n))`` of the ``n`` ids,
     chosen by ``numpy.random.default_rng(seed).permutation`` over the ids sorted ascending (so
     the choice does not depend on the order of the json). Raises ``InputError`` unless
     ``0 < fraction ≤ 1`` and ``seed ≥ 0``."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
-        raise InputError(f"labeled_fraction: expected a number in (0, 1], got {fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
+    check_fraction(fraction, seed)
     ids = sorted(image_ids)
     if not ids:
         return set()

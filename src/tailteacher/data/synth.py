@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..io import atomic_write_bytes
 from . import synth_draw as draw
 from .frequency import group_of
-from .label_fraction import labeled_subset, split_labeled
+from .label_fraction import check_fraction, split_labeled
 
 SPLITS = ("train", "val", "unlabeled")
 JSON_FILES = ("train.json", "val.json", "unlabeled.json", "unlabeled_truth.json")
@@ -476,7 +476,7 @@ def generate(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
     if labeled_fraction is not None:
-        labeled_subset([], labeled_fraction, seed)  # a bad fraction fails before anything is written
+        check_fraction(labeled_fraction, seed)  # a bad fraction fails before anything is written
     start = time.perf_counter()
     layouts = {split: split_layout(p, split, seed) for split in SPLITS}  # a bad preset fails here
     pool_layout = pool_plan(p, seed) if p.pool_images else None
