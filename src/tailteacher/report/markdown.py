@@ -70,29 +70,53 @@ def paired_gain(
 
 CONTROL = "control (labeled only)"
 GAIN = "student − control"
+#: The student against the model it learnt from: the control avoids the teacher's plateau being
+#: counted as a gain when the control overfits (docs/decisions.md, D111).
+TEACHER_GAIN = "student − teacher"
+
+
+def gain_rows(rows: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
+    """``rows`` with the student's paired differences from the control and from the teacher added
+    (each only where that row and exactly one ``student…`` row exist)."""
+    students = [n for n in rows if n.startswith("student") and n not in (GAIN, TEACHER_GAIN)]
+    if len(students) != 1:
+        return rows
+    student = rows[students[0]]
+    out = dict(rows)
+    if CONTROL in rows:
+        out[GAIN] = paired_gain(student, rows[CONTROL])
+    if "teacher" in rows:
+        out[TEACHER_GAIN] = paired_gain(student, rows["teacher"])
+    return out
 
 
 def model_rows(models: Mapping[str, StageOutcome]) -> dict[str, dict[str, float | None]]:
-    """The table's rows of the trained models, and the student's paired gain over the control."""
-    rows = {name: result_row(outcome.result) for name, outcome in models.items()}
-    students = [name for name in rows if name.startswith("student")]
-    if CONTROL in rows and len(students) == 1:
-        rows[GAIN] = paired_gain(rows[students[0]], rows[CONTROL])
-    return rows
+    """The table's rows of the trained models, and the student's differences from the control and
+    the teacher (``gain_rows``)."""
+    return gain_rows({name: result_row(outcome.result) for name, outcome in models.items()})
 
 
 def gain_sentence(rows: Mapping[str, Mapping[str, float | None]]) -> str | None:
-    """One line on the student's paired gain over the control, or None without a control."""
+    """One line on the student's paired gain over the control (and, where the table has it, over
+    its teacher), or None without a control."""
     gain = rows.get(GAIN)
     if gain is None:
         return None
-    parts = [f"{k} {gain[k]:+.1f}" for k in ("AP", "APr", "APc", "APf") if gain.get(k) is not None]
-    if gain.get("ECE") is not None:
-        parts.append(f"ECE {gain['ECE']:+.3f}")
-    return (
+    line = (
         "student − control (same teacher, same steps, labeled images only vs + pseudo-labels): "
-        + ", ".join(parts)
+        + _differences(gain)
     )
+    over_teacher = rows.get(TEACHER_GAIN)
+    if over_teacher is not None:
+        line += "; student − teacher: " + _differences(over_teacher)
+    return line
+
+
+def _differences(row: Mapping[str, float | None]) -> str:
+    parts = [f"{k} {row[k]:+.1f}" for k in ("AP", "APr", "APc", "APf") if row.get(k) is not None]
+    if row.get("ECE") is not None:
+        parts.append(f"ECE {row['ECE']:+.3f}")
+    return ", ".join(parts)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -122,13 +122,11 @@ class RunData:
         return {}
 
     def table(self) -> dict[str, dict[str, float | None]]:
-        """teacher / control / student rows, and the student's paired gain over the control."""
-        from .markdown import GAIN, paired_gain
+        """teacher / control / student rows, and the student's differences from the control and the
+        teacher (``markdown.gain_rows``)."""
+        from .markdown import gain_rows
 
-        rows = {m.name: m.row() for m in self.models}
-        if self.control is not None and self.student is not None:
-            rows[GAIN] = paired_gain(rows[self.student.name], rows[self.control.name])
-        return rows
+        return gain_rows({m.name: m.row() for m in self.models})
 
 
 def student_name(folder: Path) -> str:
