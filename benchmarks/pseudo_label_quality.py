@@ -53,6 +53,7 @@ def main() -> None:
     modes = {
         "onehot tau 0.5": PseudoLabelConfig(mode="onehot"),
         "soft tau 0.3": PseudoLabelConfig(mode="soft"),
+        "soft tau 0.5": PseudoLabelConfig(mode="soft", box_threshold=0.5),
     }
     if delta is not None:
         modes["calibrated, support all"] = PseudoLabelConfig(mode="calibrated", support="all")
@@ -60,6 +61,11 @@ def main() -> None:
             modes[f"calibrated, nonzero, tau {tau}"] = PseudoLabelConfig(
                 mode="calibrated", support="nonzero", box_threshold=tau
             )
+        # τ on the corrected row's top score: Eq. 5 deciding which boxes are kept (the paper's
+        # argument that a miscalibrated threshold starves rare classes of pseudo-labels).
+        modes["calibrated, nonzero, corr 0.5"] = PseudoLabelConfig(
+            mode="calibrated", support="nonzero", box_threshold=0.5, threshold_on="corrected"
+        )
         for tau in (0.5, 0.7, 0.8):
             modes[f"calibrated, nonzero, fg {tau}"] = PseudoLabelConfig(
                 mode="calibrated", support="nonzero", box_threshold=tau, threshold_on="foreground"
