@@ -134,6 +134,33 @@ VARIANTS.update(
         "random_pool": {**_KEPT, **_POOL, "data.unlabeled_json": "{pool}/random.json"},
     }
 )
+# 2026-12-01, fifth session (docs/results.md): the students of each seed's one-hot teacher
+# (RUN_DIR/teacher_onehot, `train-teacher --set targets.kind=onehot` then `calibrate`), whose Δ
+# has the paper's Fig. 3 shape; the control starts from the same teacher. And w = 2 on seed 0.
+_ONEHOT_TEACHER = {
+    **_KEPT,
+    **_LONG,
+    "student.ignore_threshold": "0.1",
+    "student.teacher_checkpoint": "{run}/teacher_onehot/model_final.safetensors",
+    "student.delta": "{run}/teacher_onehot/calibration/delta.safetensors",
+}
+VARIANTS.update(
+    {
+        "onehot_teacher_control": {**_ONEHOT_TEACHER, "student.unsup_weight": "0.0"},
+        "onehot_teacher_soft": {**_ONEHOT_TEACHER, "student.pseudo_labels": "soft"},
+        "onehot_teacher_calibrated": _ONEHOT_TEACHER,
+        "onehot_teacher_corrected": {**_ONEHOT_TEACHER, "student.threshold_on": "corrected"},
+        # seed 0's calibration predates D100: its Δ shrunk outside the code (same formula)
+        "long_ignore0.1_w2_s0": {
+            **_KEPT,
+            **_LONG,
+            "student.delta": "{run}/calibration/delta_shrunk10.safetensors",
+            "student.delta_shrinkage": "0",
+            "student.ignore_threshold": "0.1",
+            "student.unsup_weight": "2.0",
+        },
+    }
+)
 POOL_DIR: Path | None = None  # --pool-dir
 COLUMNS = ("AP", "APr", "APc", "APf", "AP50", "AP75", "boxAP", "ECE", "boxes/img")
 
