@@ -146,6 +146,8 @@ _ONEHOT_TEACHER = {
 }
 VARIANTS.update(
     {
+        # At w = 0 the teacher is not run, so the pseudo-label keys do not matter (the measured
+        # control ran with pseudo_labels: soft and no ignore band; same steps, same batches).
         "onehot_teacher_control": {**_ONEHOT_TEACHER, "student.unsup_weight": "0.0"},
         "onehot_teacher_soft": {**_ONEHOT_TEACHER, "student.pseudo_labels": "soft"},
         "onehot_teacher_calibrated": _ONEHOT_TEACHER,

@@ -70,8 +70,8 @@ def paired_gain(
 
 CONTROL = "control (labeled only)"
 GAIN = "student − control"
-#: The student against the model it learnt from: the control avoids the teacher's plateau being
-#: counted as a gain when the control overfits (docs/decisions.md, D111).
+#: The student against the model it learnt from: where the control overfits after the teacher's
+#: plateau, student − control alone would count that overfitting as the student's gain (D111).
 TEACHER_GAIN = "student − teacher"
 
 
