@@ -84,7 +84,9 @@ TEACHER_ROWS = (
 STUDENT_ROWS = (
     Row("student_onehot", "semi-supervised baseline (one-hot pseudo-labels)", pseudo_labels="onehot"),
     Row("student_soft", "+ soft student targets", pseudo_labels="soft"),
-    Row("student_calibrated", "+ calibration correction (Eq. 5)", pseudo_labels="calibrated"),
+    # The paper's Eq. 5 as written: λΔ added to every class of the row (support "all"), pinned so
+    # that a config shipping our top-k reading (support nonzero) cannot turn this row into the next.
+    Row("student_calibrated", "+ calibration correction (Eq. 5)", pseudo_labels="calibrated", support="all"),
     # Not in the paper: Eq. 5 on the teacher's top-k classes only (D51); read literally ("all"),
     # λΔ_j lifts class j in every row, and the classes with the largest Δ take over the argmax.
     Row(
@@ -231,15 +233,7 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
         return rows
     student_base = cfg.student or StudentConfig()
     for row in STUDENT_ROWS:
-        assert row.pseudo_labels is not None
-        update: dict[str, Any] = {"pseudo_labels": row.pseudo_labels}
-        if row.unsup_weight is not None:
-            update["unsup_weight"] = row.unsup_weight
-        if row.support is not None:
-            update["support"] = row.support
-        student = (
-            control_config(student_base) if row.key == CONTROL_ROW else student_base.model_copy(update=update)
-        )
+        student = student_row_config(student_base, row)
         try:
             outcome = student_stage(
                 cfg,
@@ -254,6 +248,25 @@ def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[st
             continue
         rows[f"{row.key}@1"] = result_row(outcome.result)
     return rows
+
+
+def student_row_config(base: StudentConfig, row: Row) -> StudentConfig:
+    """The student config of a ``STUDENT_ROWS`` row: ``base`` (the config's ``student`` block) with
+    the row's pseudo-labels, w and Eq. 5 support; the control row is ``run.control_config(base)``.
+
+    Raises:
+        ValueError: ``row`` is a teacher row (no ``pseudo_labels``).
+    """
+    if row.key == CONTROL_ROW:
+        return control_config(base)
+    if row.pseudo_labels is None:
+        raise ValueError(f"row {row.key!r} is a teacher row, not a student row")
+    update: dict[str, Any] = {"pseudo_labels": row.pseudo_labels}
+    if row.unsup_weight is not None:
+        update["unsup_weight"] = row.unsup_weight
+    if row.support is not None:
+        update["support"] = row.support
+    return base.model_copy(update=update)
 
 
 def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[str, dict[str, Any]]:
