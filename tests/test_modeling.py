@@ -217,6 +217,26 @@ def test_inference_outputs_are_capped_and_consistent() -> None:
         assert bool((boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all())
 
 
+def test_predict_without_masks_gives_the_same_detections_without_masks() -> None:
+    model = tiny_model(detections_per_image=7, score_threshold=0.0)
+    model.eval()
+    images = [torch.rand(3, 48, 80), torch.rand(3, SIZE, SIZE)]
+    with torch.no_grad():
+        full = model(images)
+        boxes_only = model.predict(images, masks=False)
+    for a, b in zip(full, boxes_only, strict=True):
+        assert set(b) == set(a) - {"masks"}
+        for k, v in b.items():
+            assert torch.equal(v, a[k]), k
+
+
+def test_predict_in_training_mode_is_refused() -> None:
+    model = tiny_model()
+    model.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        model.predict([torch.rand(3, SIZE, SIZE)], masks=False)
+
+
 def test_default_inference_returns_at_most_300() -> None:
     model = tiny_model()
     model.eval()

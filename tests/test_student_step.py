@@ -25,16 +25,21 @@ S, C = 64, 4
 
 
 class StubTeacher(nn.Module):
-    """Returns the same two detections for every image; records its calls and mode."""
+    """Returns the same two detections for every image; records its calls, mode and mask flag."""
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(()))
         self.calls: list[bool] = []  # self.training at each call
+        self.masks: list[bool] = []  # the masks flag at each call
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def predict(self, images: list[torch.Tensor], *, masks: bool = True) -> list[dict[str, torch.Tensor]]:
         self.calls.append(self.training)
-        return [detections() for _ in images]
+        self.masks.append(masks)
+        out = [detections() for _ in images]
+        for d in out if not masks else ():
+            del d["masks"]
+        return out
 
 
 def detections() -> dict[str, torch.Tensor]:
@@ -109,6 +114,7 @@ def test_unsupervised_terms_are_w_times_the_models_loss_on_the_pseudo_labels(stu
     torch.manual_seed(1)
     losses = s(student, b)
     assert teacher.calls == [False]  # put in eval mode, called once for the whole unlabeled batch
+    assert teacher.masks == [True]  # the pseudo-masks are used: the mask branch runs
     assert s.pseudo_boxes == [4]  # τ = 0.5 on the soft row's max: both detections, two images
     pairs = b[1][0]
     expected = [
@@ -123,7 +129,9 @@ def test_unsupervised_terms_are_w_times_the_models_loss_on_the_pseudo_labels(stu
 
 
 def test_mask_and_box_losses_can_be_left_out(student: nn.Module) -> None:
-    losses = step(StubTeacher(), unsup_mask_loss=False, unsup_box_loss=False)(student, batch())
+    teacher = StubTeacher()
+    losses = step(teacher, unsup_mask_loss=False, unsup_box_loss=False)(student, batch())
+    assert teacher.masks == [False]  # no pseudo-mask is used: the teacher's mask branch is skipped
     unsup = {k for k in losses if k.startswith("unsup_")}
     assert unsup == {"unsup_loss_rpn_objectness"} | {f"unsup_loss_cls_stage{k}" for k in range(3)}
     assert "sup_loss_mask" in losses and "sup_loss_rpn_box" in losses  # labeled images keep all

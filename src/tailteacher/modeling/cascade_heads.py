@@ -213,9 +213,15 @@ class CascadeRoIHeads(nn.Module):
 
     @torch.no_grad()
     def forward_eval(
-        self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], image_sizes: ImageSizes
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_sizes: ImageSizes,
+        *,
+        masks: bool = True,
     ) -> list[dict[str, torch.Tensor]]:
-        """Per image ``{"boxes", "scores", "labels", "class_scores", "masks" [D,1,2S,2S]}`` (resized)."""
+        """Per image ``{"boxes", "scores", "labels", "class_scores", "masks" [D,1,2S,2S]}`` (resized);
+        without ``masks`` the mask branch is not run and the dicts have no "masks"."""
         rois = [p.detach().float() for p in proposals]
         last = self.num_stages - 1
         for k in range(last):
@@ -232,15 +238,13 @@ class CascadeRoIHeads(nn.Module):
         detections: list[ImageDetections] = []
         for b, p, size in zip(boxes, probs.split([len(r) for r in rois]), image_sizes, strict=True):
             detections.append(self.detection_selector(b, p, size))
-        mask_logits = self.mask_head(self.mask_roi_pool(features, [d.boxes for d in detections], image_sizes))
-        masks = torch.sigmoid(mask_logits).split([len(d.boxes) for d in detections])
-        return [
-            {
-                "boxes": d.boxes,
-                "scores": d.scores,
-                "labels": d.labels,
-                "class_scores": d.class_scores,
-                "masks": m,
-            }
-            for d, m in zip(detections, masks, strict=True)
+        out = [
+            {"boxes": d.boxes, "scores": d.scores, "labels": d.labels, "class_scores": d.class_scores}
+            for d in detections
         ]
+        if masks:
+            boxes = [d.boxes for d in detections]
+            logits = self.mask_head(self.mask_roi_pool(features, boxes, image_sizes))
+            for o, m in zip(out, torch.sigmoid(logits).split([len(b) for b in boxes]), strict=True):
+                o["masks"] = m
+        return out

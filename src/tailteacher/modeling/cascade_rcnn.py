@@ -8,7 +8,8 @@ Training: ``model(images, targets)`` with per image ``{"boxes" [G,4] XYXY float,
 in [0, C), "masks" [G,H,W] uint8 (optional: without it the image adds no mask loss),
 "class_targets" [G,C] float in [0,1] (optional: one-hot of labels), "weights" [G] ≥ 0 (optional: 1)}``
 returns the loss dict. Evaluation: ``model(images)`` returns per image ``{"boxes" [D,4], "scores" [D],
-"labels" [D], "class_scores" [D,C], "masks" [D,1,H,W] probabilities}`` in original coordinates.
+"labels" [D], "class_scores" [D,C], "masks" [D,1,H,W] probabilities}`` in original coordinates;
+``model.predict(images, masks=False)`` the same without ``"masks"`` (the mask branch is not run).
 """
 
 from __future__ import annotations
@@ -61,18 +62,48 @@ class CascadeMaskRCNN(nn.Module):
         self, images: list[torch.Tensor], targets: list[Target] | None = None
     ) -> dict[str, torch.Tensor] | list[Target]:
         """Training mode: the loss dict (``targets`` required). Eval mode: one detection dict per image."""
+        if not self.training:
+            return self.predict(images)
         _check_images(images)
+        if targets is None:
+            raise ValueError("targets: required in training mode (call model.eval() to predict)")
+        if len(targets) != len(images):
+            raise ValueError(f"targets: expected one per image ({len(images)}), got {len(targets)}")
+        checked = [
+            _check_target(t, i, img, self.num_classes)
+            for i, (t, img) in enumerate(zip(targets, images, strict=True))
+        ]
+        return self._losses(images, checked)
+
+    def predict(self, images: list[torch.Tensor], *, masks: bool = True) -> list[Target]:
+        """Eval-mode detections of ``images`` (call ``eval()`` first), as ``model(images)``.
+
+        Args:
+            images: N float tensors [3, H_i, W_i] in [0, 1].
+            masks: run the mask branch and paste its masks ("masks" [D,1,H_i,W_i]). Without it the
+                detections are identical but carry no "masks": a teacher whose pseudo-masks are not
+                used (``student.unsup_mask_loss: false``) skips ~3/4 of its inference time at up to
+                100 detections per image (BENCHMARKS.md, "teacher inference without masks").
+
+        Raises:
+            ValueError: ``images`` is not a non-empty list of [3, H, W] float tensors.
+            RuntimeError: the model is in training mode.
+        """
         if self.training:
-            if targets is None:
-                raise ValueError("targets: required in training mode (call model.eval() to predict)")
-            if len(targets) != len(images):
-                raise ValueError(f"targets: expected one per image ({len(images)}), got {len(targets)}")
-            checked = [
-                _check_target(t, i, img, self.num_classes)
-                for i, (t, img) in enumerate(zip(targets, images, strict=True))
-            ]
-            return self._losses(images, checked)
-        return self._predict(images)
+            raise RuntimeError("predict: the model is in training mode; call model.eval() first")
+        _check_images(images)
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batch, _ = self.transform(images)
+        features = self.backbone(batch.tensors)
+        proposals, _ = self.rpn(batch, features)
+        detections = self.roi_heads.forward_eval(features, proposals, batch.image_sizes, masks=masks)
+        # Boxes back to the original image, masks pasted there (all of an image's at once).
+        for det, size, original in zip(detections, batch.image_sizes, original_sizes, strict=True):
+            det["boxes"] = resize_boxes(det["boxes"], size, original)
+            if "masks" in det:
+                det["masks"] = paste_masks(det["masks"], det["boxes"], original)
+        result: list[Target] = detections
+        return result
 
     def _losses(self, images: list[torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]:
         batch, resized = self.transform(images, targets)
@@ -87,20 +118,6 @@ class CascadeMaskRCNN(nn.Module):
         losses = {_RPN_LOSS_NAMES[k]: v for k, v in rpn_losses.items()}
         losses.update(self.roi_heads.forward_train(features, proposals, batch.image_sizes, ground_truth))
         return losses
-
-    def _predict(self, images: list[torch.Tensor]) -> list[Target]:
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        batch, _ = self.transform(images)
-        features = self.backbone(batch.tensors)
-        proposals, _ = self.rpn(batch, features)
-        detections = self.roi_heads.forward_eval(features, proposals, batch.image_sizes)
-        # Boxes back to the original image, masks pasted there (all of an image's at once).
-        for det, size, original in zip(detections, batch.image_sizes, original_sizes, strict=True):
-            det["boxes"] = resize_boxes(det["boxes"], size, original)
-            if "masks" in det:
-                det["masks"] = paste_masks(det["masks"], det["boxes"], original)
-        result: list[Target] = detections
-        return result
 
 
 def _check_images(images: object) -> None:
