@@ -19,6 +19,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ..data.geometry import Geometry
+from ..modeling import CascadeMaskRCNN
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
 GROUPS = ("r", "c", "f")
@@ -82,21 +83,25 @@ def group_index(frequencies: Sequence[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def measure_pseudo_labels(
-    model: torch.nn.Module,
+    model: CascadeMaskRCNN,
     samples: Any,
     rule: PseudoLabelConfig,
     delta: torch.Tensor | None,
     group_of: torch.Tensor,
     device: torch.device,
+    *,
+    masks: bool = True,
 ) -> QualityCounts:
     """Counts of ``rule``'s pseudo-labels from ``model`` (eval mode) on ``samples`` (an iterable of
-    ``data.dataset.Sample`` with the pool's true boxes and classes)."""
+    ``data.dataset.Sample`` with the pool's true boxes and classes). ``masks``: predict masks, as
+    the student's teacher does only with ``student.unsup_mask_loss`` (a box whose mask is empty is
+    then dropped with it; D114)."""
     from .data import images_of
 
     counts = QualityCounts()
     model.eval()
     for s in samples:
-        detections = model(images_of([s], device))[0]
+        detections = model.predict(images_of([s], device), masks=masks)[0]
         detections = {k: v.cpu() for k, v in detections.items()}
         view = Geometry.identity(tuple(s.image.shape[-2:]))
         pseudo = make_pseudo_labels(detections, rule, delta, view, view)

@@ -266,7 +266,9 @@ def pseudo_label_stage(
         if calibration is not None:
             delta = load_delta(calibration.result["delta"], train, student.delta_shrinkage)
         groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
-        counts = measure_pseudo_labels(model, samples, pseudo_label_config(student), delta, groups, device)
+        counts = measure_pseudo_labels(
+            model, samples, pseudo_label_config(student), delta, groups, device, masks=student.unsup_mask_loss
+        )
         payload = {
             "images": counts.images,
             "truth": str(truth_file),
@@ -290,6 +292,7 @@ def pseudo_label_stage(
             "threshold_on",
             "ignore_threshold",
             "renormalize",
+            "unsup_mask_loss",  # masks predicted or not: a box with an empty mask is dropped (D114)
         }
     )
     inputs = {
