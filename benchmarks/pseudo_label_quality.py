@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from tailteacher.config import Config
 from tailteacher.config_io import load_config
 from tailteacher.data.dataset import LvisDataset, Sample
 from tailteacher.data.lvis_json import load_lvis
@@ -39,11 +40,12 @@ def main() -> None:
         "--shrinkage", type=float, default=10.0, help="κ of student.delta_shrinkage (D100); 0: Eq. 4 as is"
     )
     args = p.parse_args()
-    cfg = load_config(args.config)
+    cfg: Config = load_config(args.config)
     train = load_train_data(cfg)
     model = build_detector(cfg, train)
     load_detector_weights(model, args.teacher)
     model.eval()
+    assert cfg.data.unlabeled_json is not None, "the config names no data.unlabeled_json"
     truth_path = Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json")
     truth = load_lvis(truth_path, cfg.data.image_root)
     data = LvisDataset(truth, sorted(truth.images)[: args.images])
@@ -70,6 +72,8 @@ def main() -> None:
             modes[f"calibrated, nonzero, fg {tau}"] = PseudoLabelConfig(
                 mode="calibrated", support="nonzero", box_threshold=tau, threshold_on="foreground"
             )
+    # Masks only where the student trains on them (its teacher predicts none otherwise, D114).
+    masks = cfg.student is not None and cfg.student.unsup_mask_loss
     groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
     samples = [s for s in (data[k] for k in range(len(data))) if isinstance(s, Sample)]
     print(f"{len(samples)} unlabeled images; teacher {args.teacher}")
@@ -79,7 +83,9 @@ def main() -> None:
         + "   all: recall prec boxes"
     )
     for name, mode in modes.items():
-        rows = measure_pseudo_labels(model, samples, mode, delta, groups, torch.device("cpu")).rows()
+        rows = measure_pseudo_labels(
+            model, samples, mode, delta, groups, torch.device("cpu"), masks=masks
+        ).rows()
 
         def fmt(v: float | None) -> str:
             return "–" if v is None else f"{v:.3f}"

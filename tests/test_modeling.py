@@ -221,9 +221,13 @@ def test_predict_without_masks_gives_the_same_detections_without_masks() -> None
     model = tiny_model(detections_per_image=7, score_threshold=0.0)
     model.eval()
     images = [torch.rand(3, 48, 80), torch.rand(3, SIZE, SIZE)]
+    calls: list[int] = []
+    model.roi_heads.mask_head.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         full = model(images)
+        assert calls == [1]
         boxes_only = model.predict(images, masks=False)
+    assert calls == [1]  # the mask head did not run
     for a, b in zip(full, boxes_only, strict=True):
         assert set(b) == set(a) - {"masks"}
         for k, v in b.items():

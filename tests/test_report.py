@@ -131,7 +131,7 @@ def test_report_of_a_folder_that_is_no_run_is_exit_2(tmp_path, capsys):
 
 def test_ablation_folder_page(tiny_run, tmp_path):
     full = tmp_path / "ablation" / "seed0" / "full"
-    shutil.copytree(tiny_run / "student", full / "student_calibrated")
+    shutil.copytree(tiny_run / "student", full / "student_calibrated_topk")
     shutil.copytree(tiny_run / "control", full / "student_labeled")
     summary = {
         "onehot@1": {"AP": [10.0, 1.0], "APr": [2.0, 0.5], "APc": [1, 0], "APf": [1, 0], "ECE": [0.1, 0.01]},

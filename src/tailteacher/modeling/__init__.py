@@ -19,7 +19,7 @@ Layout (the pipeline, left to right):
 from .backbones import DetectionBackbone, ResNetFPN, resnet_fpn
 from .builder import build_backbone, build_model
 from .cascade_heads import CascadeRoIHeads
-from .cascade_rcnn import CascadeMaskRCNN
+from .cascade_rcnn import CascadeMaskRCNN, Predictor
 from .cascade_targets import BACKGROUND, ImageTargets, StageTargets, match_proposals, stage_targets
 from .checkpoint import PACKAGED_WEIGHTS, load_backbone_weights, read_state_dict, resolve_weights
 from .classification import (
@@ -52,6 +52,7 @@ __all__ = [
     "ImageTargets",
     "MaskHead",
     "ModelConfig",
+    "Predictor",
     "ResNetFPN",
     "SigmoidFederatedClassification",
     "SimpleFeaturePyramid",

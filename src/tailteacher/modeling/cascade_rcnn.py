@@ -14,6 +14,8 @@ returns the loss dict. Evaluation: ``model(images)`` returns per image ``{"boxes
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +31,15 @@ Target = dict[str, torch.Tensor]
 
 _RPN_LOSS_NAMES = {"loss_objectness": "loss_rpn_objectness", "loss_rpn_box_reg": "loss_rpn_box"}
 _KNOWN_KEYS = {"boxes", "labels", "masks", "class_targets", "weights"}
+
+
+class Predictor(Protocol):
+    """What a pseudo-labeller needs of a detector: ``eval()`` and ``predict`` (``CascadeMaskRCNN``
+    is one; a test can stand in for it)."""
+
+    def eval(self) -> Any: ...
+
+    def predict(self, images: list[torch.Tensor], *, masks: bool = True) -> list[Target]: ...
 
 
 class CascadeMaskRCNN(nn.Module):

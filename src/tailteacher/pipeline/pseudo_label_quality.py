@@ -19,7 +19,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ..data.geometry import Geometry
-from ..modeling import CascadeMaskRCNN
+from ..modeling import Predictor
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
 GROUPS = ("r", "c", "f")
@@ -83,7 +83,7 @@ def group_index(frequencies: Sequence[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def measure_pseudo_labels(
-    model: CascadeMaskRCNN,
+    model: Predictor,
     samples: Any,
     rule: PseudoLabelConfig,
     delta: torch.Tensor | None,
@@ -95,7 +95,9 @@ def measure_pseudo_labels(
     """Counts of ``rule``'s pseudo-labels from ``model`` (eval mode) on ``samples`` (an iterable of
     ``data.dataset.Sample`` with the pool's true boxes and classes). ``masks``: predict masks, as
     the student's teacher does only with ``student.unsup_mask_loss`` (a box whose mask is empty is
-    then dropped with it; D114)."""
+    then dropped with it; D114). Boxes the rule ignores (weight 0: a score in
+    [``ignore_threshold``, τ)) are no pseudo-labels and are not counted, as the student's
+    ``pseudo_boxes`` does not count them."""
     from .data import images_of
 
     counts = QualityCounts()
@@ -105,5 +107,7 @@ def measure_pseudo_labels(
         detections = {k: v.cpu() for k, v in detections.items()}
         view = Geometry.identity(tuple(s.image.shape[-2:]))
         pseudo = make_pseudo_labels(detections, rule, delta, view, view)
-        counts.add(pseudo["boxes"], pseudo["labels"], s.boxes.as_subclass(torch.Tensor), s.labels, group_of)
+        labeled = pseudo["weights"] > 0 if "weights" in pseudo else slice(None)
+        true_boxes = s.boxes.as_subclass(torch.Tensor)
+        counts.add(pseudo["boxes"][labeled], pseudo["labels"][labeled], true_boxes, s.labels, group_of)
     return counts

@@ -275,6 +275,7 @@ def pseudo_label_stage(
             "mode": student.pseudo_labels,
             "box_threshold": student.box_threshold,
             "threshold_on": student.threshold_on,
+            "masks": student.unsup_mask_loss,  # predicted only when the student trains on them (D114)
             "rows": counts.rows(),
         }
         out = root / "pseudo_labels" / "pseudo_labels.json"
@@ -292,7 +293,6 @@ def pseudo_label_stage(
             "threshold_on",
             "ignore_threshold",
             "renormalize",
-            "unsup_mask_loss",  # masks predicted or not: a box with an empty mask is dropped (D114)
         }
     )
     inputs = {

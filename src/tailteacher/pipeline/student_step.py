@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..modeling import Predictor
 from .data import images_of
 from .pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 from .targets import TargetBuilder, training_targets
@@ -38,11 +39,6 @@ class _Pair(Protocol):  # UnlabeledPair (pipeline.student), kept structural to a
     def weak(self) -> Any: ...
     @property
     def strong(self) -> Any: ...
-
-
-class _Teacher(Protocol):  # CascadeMaskRCNN, kept structural so that a test can stand in for it
-    def eval(self) -> Any: ...
-    def predict(self, images: list[torch.Tensor], *, masks: bool = True) -> list[dict[str, torch.Tensor]]: ...
 
 
 def _view_image(view: Any, device: torch.device) -> torch.Tensor:
@@ -80,7 +76,7 @@ class TeacherStudentStep:
         pseudo_boxes: pseudo-labels kept per step (summed over the unlabeled batch), for the summary.
     """
 
-    teacher: _Teacher
+    teacher: Predictor
     class_targets: TargetBuilder
     pseudo_labels: PseudoLabelConfig
     delta: torch.Tensor | None
@@ -99,7 +95,7 @@ class TeacherStudentStep:
         out = []
         for d, p in zip(detections, pairs, strict=True):
             t = make_pseudo_labels(d, self.pseudo_labels, self.delta, p.weak.geometry, p.strong.geometry)
-            if not self.unsup_mask_loss:
+            if not self.unsup_mask_loss:  # a guard: predict(masks=False) returned none
                 t.pop("masks", None)  # an image without masks adds no mask loss (CascadeRoIHeads)
             out.append({k: v.to(self.device) for k, v in t.items()})
         self.pseudo_boxes.append(sum(_count(t) for t in out))

@@ -1,0 +1,84 @@
+"""The pseudo-label check's counts (`pipeline.pseudo_label_quality.measure_pseudo_labels`) on a
+stub teacher whose detections are hand-built, so every count is known exactly."""
+
+from __future__ import annotations
+
+import torch
+
+from tailteacher.data.dataset import Sample
+from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
+from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
+
+S = 64
+
+
+class StubTeacher:
+    """Three detections of the same image: class 0 at 0.9 on the true object, class 1 at 0.3 on
+    the second true object, class 2 at 0.8 where nothing is."""
+
+    def __init__(self) -> None:
+        self.masks: list[bool] = []
+
+    def eval(self) -> StubTeacher:
+        return self
+
+    def predict(self, images: list[torch.Tensor], *, masks: bool = True) -> list[dict[str, torch.Tensor]]:
+        self.masks.append(masks)
+        boxes = torch.tensor([[4.0, 4.0, 24.0, 24.0], [34.0, 34.0, 60.0, 60.0], [40.0, 2.0, 60.0, 20.0]])
+        class_scores = torch.tensor([[0.9, 0.05, 0.0], [0.1, 0.3, 0.0], [0.0, 0.1, 0.8]])
+        out = {
+            "boxes": boxes,
+            "scores": class_scores.max(dim=1).values,
+            "labels": class_scores.argmax(dim=1),
+            "class_scores": class_scores,
+        }
+        if masks:
+            m = torch.zeros(3, 1, S, S)
+            for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+                m[i, 0, y1:y2, x1:x2] = 0.9
+            out["masks"] = m
+        return [out for _ in images]
+
+
+def sample() -> Sample:
+    image = torch.zeros(3, S, S, dtype=torch.uint8)
+    boxes = torch.tensor([[4.0, 4.0, 24.0, 24.0], [34.0, 34.0, 60.0, 60.0]])
+    return Sample(1, image, boxes, torch.tensor([0, 1]), torch.zeros(2, S, S, dtype=torch.uint8))  # type: ignore[arg-type]
+
+
+GROUPS = group_index(["r", "c", "f"])  # class 0 rare, 1 common, 2 frequent
+
+
+def rows(rule: PseudoLabelConfig, masks: bool = False) -> dict[str, dict[str, object]]:
+    teacher = StubTeacher()
+    counts = measure_pseudo_labels(teacher, [sample()], rule, None, GROUPS, torch.device("cpu"), masks=masks)
+    assert teacher.masks == [masks]
+    return {r["group"]: r for r in counts.rows()}
+
+
+def test_boxes_over_tau_are_counted_per_group_of_their_class():
+    out = rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5))
+    rare = {"group": "rare", "boxes_per_image": 1.0, "precision": 1.0, "recall": 1.0, "objects": 1}
+    assert out["rare"] == rare
+    assert out["common"]["boxes_per_image"] == 0.0 and out["common"]["recall"] == 0.0
+    assert out["frequent"] == {
+        "group": "frequent",
+        "boxes_per_image": 1.0,
+        "precision": 0.0,
+        "recall": None,
+        "objects": 0,
+    }
+    assert out["all"]["precision"] == 0.5 and out["all"]["recall"] == 0.5
+
+
+def test_ignored_boxes_are_no_pseudo_labels():
+    # With the ignore band [0.2, 0.5) the class-1 box at 0.3 becomes an ignored region (weight 0):
+    # the student takes no loss on it, so the check must not count it as found or as a box.
+    out = rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5, ignore_threshold=0.2))
+    assert out["common"]["boxes_per_image"] == 0.0 and out["common"]["recall"] == 0.0
+    assert out["all"]["boxes_per_image"] == 2.0
+
+
+def test_masks_are_predicted_only_when_asked():
+    with_masks = rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5), masks=True)
+    assert with_masks == rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5), masks=False)
