@@ -9,8 +9,10 @@ writes the same split at generation (D107). Writes ``OUT/train.json`` (the label
 ``unlabeled.json``) and, when the source has one, ``OUT/unlabeled_truth.json`` (those images with
 their annotations, for the pseudo-label check), by ``tailteacher.data.label_fraction.split_labeled``.
 Images are not copied: the run's ``data.image_root`` stays the source's.
-Used by docs/results.md (2026-12-01, third session) to measure the student where labels, not
-steps, are what is scarce (the regime of the SSOD peers' 1–10 % COCO protocols).
+Every class keeps a labeled image (D116; ``--uncovered``: the uniformly random subset of the
+third to fifth sessions' ``runs/data/demo_f25``). Used by docs/results.md (2026-12-01, third
+session on) to measure the student where labels, not steps, are what is scarce (the regime of the
+SSOD peers' 1–10 % COCO protocols).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--fraction", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--uncovered",
+        action="store_true",
+        help="the uniformly random subset of D107 (classes may keep no labeled image); default: D116",
+    )
     args = p.parse_args()
     truth_file = args.source / "unlabeled_truth.json"
     unlabeled = read_json(args.source / "unlabeled.json")
@@ -39,6 +46,7 @@ def main() -> None:
         read_json(truth_file) if has_truth else {**unlabeled, "annotations": []},
         args.fraction,
         args.seed,
+        cover_classes=not args.uncovered,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "train.json", part.train)

@@ -34,6 +34,22 @@ def test_labeled_subset_is_the_seeded_permutation_of_sorted_ids():
     assert len(labeled_subset(list(range(10)), 0.25, 3)) == 2  # round(2.5) = 2 (banker's)
 
 
+def test_every_class_keeps_a_labeled_image_at_the_same_count():
+    # Six images; class 7 is only in image 6, class 8 only in images 4 and 5, class 1 everywhere.
+    classes_of = {1: {1}, 2: {1}, 3: {1}, 4: {1, 8}, 5: {1, 8}, 6: {1, 7}}
+    ids = list(classes_of)
+    assert [ids[i] for i in np.random.default_rng(4).permutation(6)] == [2, 3, 1, 6, 5, 4]
+    assert labeled_subset(ids, 0.5, 4) == {1, 2, 3}  # the plain rule: classes 7 and 8 unlabeled
+    # Class 7 (one image) first: image 6 joins, image 1 (last chosen, class 1 still covered)
+    # leaves; then class 8: its first image in the permutation, 5, joins and 3 leaves.
+    assert labeled_subset(ids, 0.5, 4, classes_of) == {2, 5, 6}
+
+
+def test_coverage_grows_the_subset_only_when_nothing_can_leave():
+    # One labeled image allowed, two classes each in their own image: both must be labeled.
+    assert labeled_subset([1, 2], 0.5, 0, {1: {10}, 2: {20}}) == {1, 2}
+
+
 def test_split_moves_images_strips_labels_and_keeps_their_truth():
     train = {
         "images": [_image(i) for i in (1, 2, 3, 4)],
@@ -99,7 +115,12 @@ def test_synth_with_a_labeled_fraction_partitions_the_training_images(tmp_path):
     f_pool = load("full", "unlabeled.json")
     assert part.images["train"] == len(p_train["images"]) == round(0.25 * full.images["train"])
     kept = {im["id"] for im in p_train["images"]}
-    assert kept == labeled_subset([im["id"] for im in f_train["images"]], 0.25, 0)
+    classes_of: dict[int, set[int]] = {}
+    for a in f_train["annotations"]:
+        classes_of.setdefault(a["image_id"], set()).add(a["category_id"])
+    assert kept == labeled_subset([im["id"] for im in f_train["images"]], 0.25, 0, classes_of)
+    # Every class of the full set keeps a labeled image (D116).
+    assert {a["category_id"] for a in p_train["annotations"]} == set().union(*classes_of.values())
     assert p_train["annotations"] == [a for a in f_train["annotations"] if a["image_id"] in kept]
     assert p_train["categories"] == f_train["categories"]
     assert p_train["info"]["labeled_fraction"] == 0.25

@@ -60,6 +60,17 @@ def test_split_is_deterministic_and_keeps_rare_classes_in_both_parts(tmp_path):
     assert split_heldout(data, 0.15, 0) != split_heldout(data, 0.15, 1)
 
 
+def test_a_class_with_one_image_keeps_it_for_training(tmp_path):
+    # Category 30 only in image 3: the random fill of the held-out part never takes it (D116),
+    # whatever the seed, and the held-out size stays the same.
+    d = long_tailed()
+    d["annotations"] = [a for a in d["annotations"] if not (a["category_id"] == 30 and a["image_id"] == 7)]
+    data = load_lvis(write(tmp_path, d, with_images=False))
+    for seed in range(20):
+        train, held = split_heldout(data, 0.5, seed)
+        assert 3 in train and len(held) == 100
+
+
 def test_split_cli_writes_both_files(tmp_path, capsys):
     path = write(tmp_path, long_tailed(), with_images=False)
     assert main(["split", "--train", str(path), "--out", str(tmp_path / "s"), "--seed", "3"]) == 0

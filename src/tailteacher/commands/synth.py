@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
         metavar="F",
         help="keep the labels of a seeded random fraction F in (0, 1] of the training images; the "
         "others go into unlabeled.json without annotations (the SSOD peers' label-fraction "
-        "protocol, D107; default: every label)",
+        "protocol, D107; every class keeps at least one labeled image, D116; default: every label)",
     )
     synth.set_defaults(func=run)
 
