@@ -71,6 +71,18 @@ def test_a_class_with_one_image_keeps_it_for_training(tmp_path):
         assert 3 in train and len(held) == 100
 
 
+def test_no_reservation_takes_a_class_s_only_image(tmp_path):
+    # Category 30 in images 3 and 7, category 40 only in image 7: when 30's training image is 3,
+    # its held-out candidate would be 7, the only image of 40; it gets none instead.
+    d = long_tailed()
+    d["annotations"].append({**d["annotations"][0], "id": 10_000, "image_id": 7, "category_id": 40})
+    d["categories"].append({**d["categories"][0], "id": 40, "name": "only_in_7"})
+    data = load_lvis(write(tmp_path, d, with_images=False))
+    for seed in range(20):
+        train, held = split_heldout(data, 0.15, seed)
+        assert 7 in train and len(held) == 30
+
+
 def test_split_cli_writes_both_files(tmp_path, capsys):
     path = write(tmp_path, long_tailed(), with_images=False)
     assert main(["split", "--train", str(path), "--out", str(tmp_path / "s"), "--seed", "3"]) == 0

@@ -4,8 +4,8 @@ for measuring the teacher's calibration (Eq. 4) on images it never trained on.
 Deterministic for a seed. Every class with at least 2 images keeps one in each part: classes
 are served rarest first, each reserving one of its images for training and one for the held-out
 part, so a rare class is not starved by a frequent one that shares its images; the rest of the
-held-out quota is then filled at random, from images that are no class's only image first (a
-class with one image keeps it for training, D116). When constraints conflict (an image is the only
+held-out quota is then filled at random. A class with one image keeps it for training (D116): no
+reservation takes it, and the random fill takes it last. When constraints conflict (an image is the only
 training image of one class and the only candidate held-out image of another) the class served
 first wins, and the report says how many classes miss a part.
 """
@@ -63,6 +63,7 @@ def split_heldout(data: LvisData, heldout: float = 0.15, seed: int = 0) -> tuple
             images_of[cid].append(iid)
     keep_train: set[int] = set()
     held: set[int] = set()
+    only = {imgs[0] for imgs in images_of.values() if len(imgs) == 1}  # a class's only image
     counts = image_counts(data)
     for cid in sorted(images_of, key=lambda c: (counts[c], c)):
         imgs = images_of[cid]
@@ -74,11 +75,10 @@ def split_heldout(data: LvisData, heldout: float = 0.15, seed: int = 0) -> tuple
             if free:
                 keep_train.add(free[0])
         if not any(i in held for i in imgs):
-            free = [i for i in order if i not in keep_train]
+            free = [i for i in order if i not in keep_train and i not in only]
             if free:
                 held.add(free[0])
     rest = [ids[k] for k in rng.permutation(len(ids)) if ids[k] not in keep_train and ids[k] not in held]
-    only = {imgs[0] for imgs in images_of.values() if len(imgs) == 1}  # a class's only image
     rest = [i for i in rest if i not in only] + [i for i in rest if i in only]
     held.update(rest[: max(0, target - len(held))])
     return sorted(set(ids) - held), sorted(held)
