@@ -9,17 +9,12 @@
 # a teacher step of 16 images 0.235 s alone on the GPU, val evaluation 5 s. Six processes
 # (seed × part) share the one GPU. First run (2026-11-26, before the batched mask paste and with
 # 300 steps): evaluation took ~3.5 min per model and only one row finished in 400 s.
-# Python packages missing on the machine (pydantic, pycocotools) are installed from ./.whl.
+# Python packages missing on the machine are installed from ./.whl (benchmarks/gpu_env.sh).
 set -euo pipefail
 OUT=${1:-runs/gpu}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-else
-  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2
+. benchmarks/gpu_env.sh
+export OMP_NUM_THREADS=2
 PY=python3
 start=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"

