@@ -1,7 +1,7 @@
 """How good are a teacher's pseudo-labels? Precision and recall against the unlabeled pool's truth.
 
     python benchmarks/pseudo_label_quality.py CONFIG TEACHER.safetensors [DELTA.safetensors] \
-        [--images 200] [--shrinkage 10]
+        [--images 200] [--shrinkage 10] [--raw 0.05,0.1,0.2,0.3,0.5] [--truth JSON]
 
 The embedded benchmark ships ``unlabeled_truth.json`` (the pool's annotations, never used for
 training). The teacher runs on each unlabeled image as the student's teacher does (no
@@ -10,6 +10,11 @@ counts as correct when it overlaps a true object of its argmax class at IoU ≥ 
 mode and frequency group (recall: of the true class's group; precision: of the kept box's class's
 group) and overall: recall, precision, pseudo-boxes per image (`pipeline.pseudo_label_quality`,
 which `tailteacher run` also writes for its student's rule).
+
+``--raw``: instead of the pseudo-label rules, the teacher's raw detections at each listed score
+threshold (`pipeline.pseudo_label_quality.measure_detections`): what any per-class threshold
+could reach. ``--truth``: measure on another annotated json (e.g. the val split, whose class
+mix differs from the pool's) instead of the pool's ``unlabeled_truth.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,12 @@ from tailteacher.data.lvis_json import load_lvis
 from tailteacher.pipeline.data import load_train_data
 from tailteacher.pipeline.delta import load_delta
 from tailteacher.pipeline.detector import build_detector, load_detector_weights
-from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
+from tailteacher.pipeline.pseudo_label_quality import (
+    QualityCounts,
+    group_index,
+    measure_detections,
+    measure_pseudo_labels,
+)
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
 
 
@@ -39,6 +49,8 @@ def main() -> None:
     p.add_argument(
         "--shrinkage", type=float, default=10.0, help="κ of student.delta_shrinkage (D100); 0: Eq. 4 as is"
     )
+    p.add_argument("--raw", help="comma-separated score thresholds: count raw detections instead")
+    p.add_argument("--truth", help="annotated json to measure on (default: the pool's truth)")
     args = p.parse_args()
     cfg: Config = load_config(args.config)
     train = load_train_data(cfg)
@@ -46,7 +58,7 @@ def main() -> None:
     load_detector_weights(model, args.teacher)
     model.eval()
     assert cfg.data.unlabeled_json is not None, "the config names no data.unlabeled_json"
-    truth_path = Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json")
+    truth_path = Path(args.truth or Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json"))
     truth = load_lvis(truth_path, cfg.data.image_root)
     data = LvisDataset(truth, sorted(truth.images)[: args.images])
     delta = None
@@ -76,20 +88,29 @@ def main() -> None:
     masks = cfg.student is not None and cfg.student.unsup_mask_loss
     groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
     samples = [s for s in (data[k] for k in range(len(data))) if isinstance(s, Sample)]
-    print(f"{len(samples)} unlabeled images; teacher {args.teacher}")
+    print(f"{len(samples)} images of {truth_path}; teacher {args.teacher}")
     print(
         f"{'mode':<30} "
         + " ".join(f"{'recall ' + g:>9} {'prec ' + g:>7} {'boxes ' + g:>8}" for g in "rcf")
         + "   all: recall prec boxes"
     )
-    for name, mode in modes.items():
-        rows = measure_pseudo_labels(
-            model, samples, mode, delta, groups, torch.device("cpu"), masks=masks
-        ).rows()
+    counts: dict[str, QualityCounts] = {}
+    if args.raw:
+        raw = measure_detections(
+            model, samples, [float(t) for t in args.raw.split(",")], groups, torch.device("cpu")
+        )
+        counts = {f"raw detections, tau {t}": c for t, c in raw.items()}
+    else:
+        for name, mode in modes.items():
+            counts[name] = measure_pseudo_labels(
+                model, samples, mode, delta, groups, torch.device("cpu"), masks=masks
+            )
 
-        def fmt(v: float | None) -> str:
-            return "–" if v is None else f"{v:.3f}"
+    def fmt(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
 
+    for name, c in counts.items():
+        rows = c.rows()
         cells = [f"{fmt(r['recall']):>9} {fmt(r['precision']):>7} {r['boxes_per_image']:>8.2f}" for r in rows]
         print(f"{name:<30} " + " ".join(cells))
 

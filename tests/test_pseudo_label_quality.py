@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from tailteacher.data.dataset import Sample
-from tailteacher.pipeline.pseudo_label_quality import group_index, measure_pseudo_labels
+from tailteacher.pipeline.pseudo_label_quality import group_index, measure_detections, measure_pseudo_labels
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
 
 S = 64
@@ -82,3 +82,23 @@ def test_ignored_boxes_are_no_pseudo_labels():
 def test_masks_are_predicted_only_when_asked():
     with_masks = rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5), masks=True)
     assert with_masks == rows(PseudoLabelConfig(mode="onehot", box_threshold=0.5), masks=False)
+
+
+def test_raw_detections_are_counted_at_every_threshold_from_one_pass():
+    teacher = StubTeacher()
+    counts = measure_detections(teacher, [sample()], (0.2, 0.5, 0.95), GROUPS, torch.device("cpu"))
+    assert teacher.masks == [False]  # one pass, no masks
+    low = {r["group"]: r for r in counts[0.2].rows()}
+    # τ 0.2 keeps all three: the class-1 box at 0.3 finds the common object, the class-2 box is wrong.
+    assert low["common"] == {
+        "group": "common",
+        "boxes_per_image": 1.0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "objects": 1,
+    }
+    assert low["all"]["precision"] == 2 / 3 and low["all"]["recall"] == 1.0
+    mid = {r["group"]: r for r in counts[0.5].rows()}
+    assert mid["common"]["recall"] == 0.0 and mid["all"]["boxes_per_image"] == 2.0
+    high = {r["group"]: r for r in counts[0.95].rows()}
+    assert high["all"]["boxes_per_image"] == 0.0 and high["all"]["precision"] is None

@@ -111,3 +111,35 @@ def measure_pseudo_labels(
         true_boxes = s.boxes.as_subclass(torch.Tensor)
         counts.add(pseudo["boxes"][labeled], pseudo["labels"][labeled], true_boxes, s.labels, group_of)
     return counts
+
+
+@torch.no_grad()
+def measure_detections(
+    model: Predictor,
+    samples: Any,
+    thresholds: Sequence[float],
+    group_of: torch.Tensor,
+    device: torch.device,
+) -> dict[float, QualityCounts]:
+    """Counts of ``model``'s raw detections (eval output, after its per-class NMS, no pseudo-label
+    rule) scoring ≥ each threshold, from one pass over ``samples`` (as `measure_pseudo_labels`).
+
+    What a per-class threshold could reach: a true object counts as found at τ when a detection of
+    its class at IoU ≥ 0.5 scores ≥ τ, and precision per group is that of the detections the
+    group's classes would keep at τ. Masks are not predicted.
+
+    Returns:
+        {τ: counts}, one entry per threshold, in the order given.
+    """
+    from .data import images_of
+
+    counts = {t: QualityCounts() for t in thresholds}
+    model.eval()
+    for s in samples:
+        d = model.predict(images_of([s], device), masks=False)[0]
+        boxes, scores, labels = d["boxes"].cpu().float(), d["scores"].cpu(), d["labels"].cpu().long()
+        true_boxes = s.boxes.as_subclass(torch.Tensor)
+        for t, c in counts.items():
+            keep = scores >= t
+            c.add(boxes[keep], labels[keep], true_boxes, s.labels, group_of)
+    return counts
