@@ -5,7 +5,8 @@
 
 The embedded benchmark ships ``unlabeled_truth.json`` (the pool's annotations, never used for
 training). The teacher runs on each unlabeled image as the student's teacher does (no
-augmentation here: weak = strong = identity), pseudo-labels are made per mode, and each kept box
+augmentation here: weak = strong = identity) on ``--images`` images spread evenly over the set
+(D117), pseudo-labels are made per mode, and each kept box
 counts as correct when it overlaps a true object of its argmax class at IoU ≥ 0.5. Prints, per
 mode and frequency group (recall: of the true class's group; precision: of the kept box's class's
 group) and overall: recall, precision, pseudo-boxes per image (`pipeline.pseudo_label_quality`,
@@ -33,6 +34,7 @@ from tailteacher.pipeline.delta import load_delta
 from tailteacher.pipeline.detector import build_detector, load_detector_weights
 from tailteacher.pipeline.pseudo_label_quality import (
     QualityCounts,
+    evenly_spaced,
     group_index,
     measure_detections,
     measure_pseudo_labels,
@@ -60,7 +62,7 @@ def main() -> None:
     assert cfg.data.unlabeled_json is not None, "the config names no data.unlabeled_json"
     truth_path = Path(args.truth or Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json"))
     truth = load_lvis(truth_path, cfg.data.image_root)
-    data = LvisDataset(truth, sorted(truth.images)[: args.images])
+    data = LvisDataset(truth, evenly_spaced(sorted(truth.images), args.images))
     delta = None
     if args.delta:
         delta = load_delta(args.delta, load_train_data(cfg), args.shrinkage)

@@ -3,10 +3,16 @@ stub teacher whose detections are hand-built, so every count is known exactly.""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tailteacher.data.dataset import Sample
-from tailteacher.pipeline.pseudo_label_quality import group_index, measure_detections, measure_pseudo_labels
+from tailteacher.pipeline.pseudo_label_quality import (
+    evenly_spaced,
+    group_index,
+    measure_detections,
+    measure_pseudo_labels,
+)
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
 
 S = 64
@@ -102,3 +108,14 @@ def test_raw_detections_are_counted_at_every_threshold_from_one_pass():
     assert mid["common"]["recall"] == 0.0 and mid["all"]["boxes_per_image"] == 2.0
     high = {r["group"]: r for r in counts[0.95].rows()}
     assert high["all"]["boxes_per_image"] == 0.0 and high["all"]["precision"] is None
+
+
+def test_evenly_spaced_spreads_the_sample_over_every_part_of_the_list():
+    # An unlabeled set listing 6 unlabeled training images before 6 pool images: 4 draws take
+    # 2 of each part (the first 4 would take none of the pool).
+    ids = [1, 2, 3, 4, 5, 6, 101, 102, 103, 104, 105, 106]
+    assert evenly_spaced(ids, 4) == [1, 4, 101, 104]
+    assert evenly_spaced(ids, 12) == ids and evenly_spaced(ids, 50) == ids
+    assert evenly_spaced(ids, 1) == [1]
+    with pytest.raises(ValueError, match="m: expected"):
+        evenly_spaced(ids, 0)

@@ -76,6 +76,22 @@ class QualityCounts:
         return out
 
 
+def evenly_spaced(items: Sequence[Any], m: int) -> list[Any]:
+    """``m`` items spread evenly over ``items`` (in order: ``items[k·n // m]`` for k < m), or all
+    of them when ``m ≥ n``. The pseudo-label check samples the unlabeled set with it: an unlabeled
+    json may list its parts one after the other (the label-fraction protocol puts the training
+    images it unlabeled, with the training set's class mix, before the pool), so its first ``m``
+    images are not a sample of what the student draws from (ours, D117).
+
+    Raises:
+        ValueError: ``m`` < 1.
+    """
+    if m < 1:
+        raise ValueError(f"m: expected an integer ≥ 1, got {m!r}")
+    n = len(items)
+    return list(items) if m >= n else [items[k * n // m] for k in range(m)]
+
+
 def group_index(frequencies: Sequence[str]) -> torch.Tensor:
     """[C] 0/1/2 for each class's LVIS frequency letter (r/c/f); unknown letters count as f."""
     return torch.tensor([GROUPS.index(f) if f in GROUPS else 2 for f in frequencies], dtype=torch.long)

@@ -238,7 +238,8 @@ def pseudo_label_stage(
     """Precision and recall of the student's pseudo-labels against the pool's truth, into
     ``root/pseudo_labels/pseudo_labels.json``; None when the pool has no ``unlabeled_truth.json``
     beside ``data.unlabeled_json`` (only a benchmark knows its pool's truth). Under torchrun rank 0
-    measures (``PSEUDO_LABEL_CHECK_IMAGES`` images) and the others wait."""
+    measures (``PSEUDO_LABEL_CHECK_IMAGES`` images spread evenly over the unlabeled set, D117) and
+    the others wait."""
     assert config.data.unlabeled_json is not None
     truth_file = Path(config.data.unlabeled_json).with_name("unlabeled_truth.json")
     if not truth_file.is_file() or (student.pseudo_labels == "calibrated" and calibration is None):
@@ -252,7 +253,7 @@ def pseudo_label_stage(
         from .data import load_train_data
         from .delta import load_delta
         from .detector import build_detector, load_detector_weights
-        from .pseudo_label_quality import group_index, measure_pseudo_labels
+        from .pseudo_label_quality import evenly_spaced, group_index, measure_pseudo_labels
         from .student import pseudo_label_config
 
         _, device = init_run(config.train)
@@ -260,7 +261,7 @@ def pseudo_label_stage(
         model = build_detector(config, train).to(device)
         load_detector_weights(model, teacher.result["checkpoint"])
         truth = load_lvis(truth_file, config.data.image_root)
-        pool = LvisDataset(truth, sorted(truth.images)[:PSEUDO_LABEL_CHECK_IMAGES])
+        pool = LvisDataset(truth, evenly_spaced(sorted(truth.images), PSEUDO_LABEL_CHECK_IMAGES))
         samples = (s for s in (pool[k] for k in range(len(pool))) if isinstance(s, Sample))
         delta = None
         if calibration is not None:
@@ -301,6 +302,7 @@ def pseudo_label_stage(
         "rule": rule,
         "truth": file_hash(str(truth_file)),
         "images": PSEUDO_LABEL_CHECK_IMAGES,
+        "sample": "evenly_spaced",  # D117: was the first images by id
     }
     return run_stage("pseudo_labels", root / "pseudo_labels", inputs, main_only_action(action), log=log)
 
