@@ -13,9 +13,11 @@ group) and overall: recall, precision, pseudo-boxes per image (`pipeline.pseudo_
 which `tailteacher run` also writes for its student's rule).
 
 ``--raw``: instead of the pseudo-label rules, the teacher's raw detections at each listed score
-threshold (`pipeline.pseudo_label_quality.measure_detections`): what any per-class threshold
-could reach. ``--truth``: measure on another annotated json (e.g. the val split, whose class
-mix differs from the pool's) instead of the pool's ``unlabeled_truth.json``.
+threshold (`pipeline.pseudo_label_quality.measure_detections`): (box, class) pairs as the detector
+outputs them, so one box may count under several classes, with no merging or ``max_boxes`` — an
+upper bound on what a per-class threshold could reach. ``--truth``: measure on another annotated
+json with the training json's categories (e.g. the val split, whose class mix differs from the
+pool's) instead of the pool's ``unlabeled_truth.json``.
 """
 
 from __future__ import annotations
@@ -54,18 +56,31 @@ def main() -> None:
     p.add_argument("--raw", help="comma-separated score thresholds: count raw detections instead")
     p.add_argument("--truth", help="annotated json to measure on (default: the pool's truth)")
     args = p.parse_args()
+    if args.raw and args.delta:
+        p.error("--raw counts the teacher's raw detections; it takes no DELTA")
+    thresholds: list[float] = []
+    if args.raw:
+        try:
+            thresholds = [float(t) for t in args.raw.split(",") if t.strip()]
+        except ValueError:
+            p.error(f"--raw: expected comma-separated numbers, got {args.raw!r}")
     cfg: Config = load_config(args.config)
     train = load_train_data(cfg)
     model = build_detector(cfg, train)
     load_detector_weights(model, args.teacher)
     model.eval()
-    assert cfg.data.unlabeled_json is not None, "the config names no data.unlabeled_json"
-    truth_path = Path(args.truth or Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json"))
+    if args.truth:
+        truth_path = Path(args.truth)
+    else:
+        assert cfg.data.unlabeled_json is not None, "the config names no data.unlabeled_json"
+        truth_path = Path(cfg.data.unlabeled_json).with_name("unlabeled_truth.json")
     truth = load_lvis(truth_path, cfg.data.image_root)
+    if truth.category_ids != train.category_ids:
+        p.error(f"{truth_path}: its categories differ from the training json's (the model's classes)")
     data = LvisDataset(truth, evenly_spaced(sorted(truth.images), args.images))
     delta = None
     if args.delta:
-        delta = load_delta(args.delta, load_train_data(cfg), args.shrinkage)
+        delta = load_delta(args.delta, train, args.shrinkage)
     modes = {
         "onehot tau 0.5": PseudoLabelConfig(mode="onehot"),
         "soft tau 0.3": PseudoLabelConfig(mode="soft"),
@@ -88,7 +103,7 @@ def main() -> None:
             )
     # Masks only where the student trains on them (its teacher predicts none otherwise, D114).
     masks = cfg.student is not None and cfg.student.unsup_mask_loss
-    groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
+    groups = group_index([str(c.get("frequency", "f")) for c in train.categories])
     samples = [s for s in (data[k] for k in range(len(data))) if isinstance(s, Sample)]
     print(f"{len(samples)} images of {truth_path}; teacher {args.teacher}")
     print(
@@ -98,9 +113,7 @@ def main() -> None:
     )
     counts: dict[str, QualityCounts] = {}
     if args.raw:
-        raw = measure_detections(
-            model, samples, [float(t) for t in args.raw.split(",")], groups, torch.device("cpu")
-        )
+        raw = measure_detections(model, samples, thresholds, groups, torch.device("cpu"))
         counts = {f"raw detections, tau {t}": c for t, c in raw.items()}
     else:
         for name, mode in modes.items():

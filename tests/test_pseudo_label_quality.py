@@ -1,7 +1,10 @@
-"""The pseudo-label check's counts (`pipeline.pseudo_label_quality.measure_pseudo_labels`) on a
-stub teacher whose detections are hand-built, so every count is known exactly."""
+"""The pseudo-label check's counts (`pipeline.pseudo_label_quality.measure_pseudo_labels`, and
+`measure_detections` for raw detections) on a stub teacher whose detections are hand-built, so
+every count is known exactly; and the images the run's check samples (D117)."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from tailteacher.pipeline.pseudo_label_quality import (
     measure_pseudo_labels,
 )
 from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig
+from tailteacher.pipeline.run import PSEUDO_LABEL_CHECK_IMAGES, pseudo_label_check_ids
 
 S = 64
 
@@ -92,8 +96,11 @@ def test_masks_are_predicted_only_when_asked():
 
 def test_raw_detections_are_counted_at_every_threshold_from_one_pass():
     teacher = StubTeacher()
-    counts = measure_detections(teacher, [sample()], (0.2, 0.5, 0.95), GROUPS, torch.device("cpu"))
+    counts = measure_detections(teacher, [sample()], (0.2, 0.5, 0.95, 0.3), GROUPS, torch.device("cpu"))
     assert teacher.masks == [False]  # one pass, no masks
+    assert list(counts) == [0.2, 0.5, 0.95, 0.3]
+    # τ equal to a score keeps the detection (≥): the class-1 box scores exactly 0.3.
+    assert {r["group"]: r for r in counts[0.3].rows()}["common"]["recall"] == 1.0
     low = {r["group"]: r for r in counts[0.2].rows()}
     # τ 0.2 keeps all three: the class-1 box at 0.3 finds the common object, the class-2 box is wrong.
     assert low["common"] == {
@@ -108,6 +115,17 @@ def test_raw_detections_are_counted_at_every_threshold_from_one_pass():
     assert mid["common"]["recall"] == 0.0 and mid["all"]["boxes_per_image"] == 2.0
     high = {r["group"]: r for r in counts[0.95].rows()}
     assert high["all"]["boxes_per_image"] == 0.0 and high["all"]["precision"] is None
+
+
+def test_the_runs_check_samples_every_part_of_the_unlabeled_set():
+    # 250 unlabeled training images (ids 1-250) listed before 750 pool images (ids 1001-1750),
+    # shuffled: the first 200 ids would all be training images; the check takes 50 and 150.
+    ids = list(range(1, 251)) + list(range(1001, 1751))
+    random.Random(0).shuffle(ids)
+    picked = pseudo_label_check_ids(ids)
+    assert len(picked) == PSEUDO_LABEL_CHECK_IMAGES == 200
+    assert picked[:3] == [1, 6, 11] and picked[-1] == 1746
+    assert sum(i <= 250 for i in picked) == 50
 
 
 def test_evenly_spaced_spreads_the_sample_over_every_part_of_the_list():

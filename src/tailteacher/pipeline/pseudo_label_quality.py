@@ -78,10 +78,10 @@ class QualityCounts:
 
 def evenly_spaced(items: Sequence[Any], m: int) -> list[Any]:
     """``m`` items spread evenly over ``items`` (in order: ``items[k·n // m]`` for k < m), or all
-    of them when ``m ≥ n``. The pseudo-label check samples the unlabeled set with it: an unlabeled
-    json may list its parts one after the other (the label-fraction protocol puts the training
-    images it unlabeled, with the training set's class mix, before the pool), so its first ``m``
-    images are not a sample of what the student draws from (ours, D117).
+    of them when ``m ≥ n``. The pseudo-label check samples the unlabeled set's sorted image ids
+    with it: an unlabeled set may hold its parts in id ranges (the label-fraction protocol's
+    training images it unlabeled, with the training set's class mix, have lower ids than the
+    pool's), so its first ``m`` ids are not a sample of what the student draws from (ours, D117).
 
     Raises:
         ValueError: ``m`` < 1.
@@ -140,9 +140,12 @@ def measure_detections(
     """Counts of ``model``'s raw detections (eval output, after its per-class NMS, no pseudo-label
     rule) scoring ≥ each threshold, from one pass over ``samples`` (as `measure_pseudo_labels`).
 
-    What a per-class threshold could reach: a true object counts as found at τ when a detection of
-    its class at IoU ≥ 0.5 scores ≥ τ, and precision per group is that of the detections the
-    group's classes would keep at τ. Masks are not predicted.
+    An upper bound on what a per-class threshold could reach: a true object counts as found at τ
+    when a detection of its class at IoU ≥ 0.5 scores ≥ τ, and precision per group is that of the
+    detections of the group's classes scoring ≥ τ. Detections are (box, class) pairs, so one box
+    may count under several classes (a pseudo-label rule keeps one class per box, merges
+    duplicates and caps ``max_boxes``); the model's own ``score_threshold`` and
+    ``detections_per_image`` bound them. Masks are not predicted.
 
     Returns:
         {τ: counts}, one entry per threshold, in the order given.

@@ -227,6 +227,14 @@ def calibrate_stage(config: Config, teacher: StageOutcome, root: Path, log: Log)
 PSEUDO_LABEL_CHECK_IMAGES = 200
 
 
+def pseudo_label_check_ids(image_ids: Iterable[int]) -> list[int]:
+    """The unlabeled images the pseudo-label check measures: ``PSEUDO_LABEL_CHECK_IMAGES`` ids
+    spread evenly over the sorted ids (all when fewer), not the first ones (D117)."""
+    from .pseudo_label_quality import evenly_spaced
+
+    return evenly_spaced(sorted(image_ids), PSEUDO_LABEL_CHECK_IMAGES)
+
+
 def pseudo_label_stage(
     config: Config,
     student: StudentConfig,
@@ -253,7 +261,7 @@ def pseudo_label_stage(
         from .data import load_train_data
         from .delta import load_delta
         from .detector import build_detector, load_detector_weights
-        from .pseudo_label_quality import evenly_spaced, group_index, measure_pseudo_labels
+        from .pseudo_label_quality import group_index, measure_pseudo_labels
         from .student import pseudo_label_config
 
         _, device = init_run(config.train)
@@ -261,7 +269,8 @@ def pseudo_label_stage(
         model = build_detector(config, train).to(device)
         load_detector_weights(model, teacher.result["checkpoint"])
         truth = load_lvis(truth_file, config.data.image_root)
-        pool = LvisDataset(truth, evenly_spaced(sorted(truth.images), PSEUDO_LABEL_CHECK_IMAGES))
+        ids = pseudo_label_check_ids(truth.images)
+        pool = LvisDataset(truth, ids)
         samples = (s for s in (pool[k] for k in range(len(pool))) if isinstance(s, Sample))
         delta = None
         if calibration is not None:
@@ -273,6 +282,7 @@ def pseudo_label_stage(
         payload = {
             "images": counts.images,
             "truth": str(truth_file),
+            "image_ids": ids,
             "mode": student.pseudo_labels,
             "box_threshold": student.box_threshold,
             "threshold_on": student.threshold_on,
