@@ -8,7 +8,6 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
 
 from .backbones import ROI_LEVELS, DetectionBackbone, resnet_fpn
 from .cascade_heads import CascadeRoIHeads
@@ -24,6 +23,7 @@ from .config import ModelConfig
 from .efficientnet import efficientnet_fpn
 from .mask_head import MaskHead
 from .postprocess import DetectionSelector
+from .roi_align import MultiScaleRoIAlign
 from .stage_head import CascadeStageHead
 from .vit_pyramid import PATCH_SIZE, vit_pyramid
 
