@@ -1,6 +1,6 @@
 """RoIAlign as matrix products (``tailteacher.modeling.roi_align``, D119) against torchvision's.
 
-    python benchmarks/bench_roi_align.py            # ~3 min on 2 cores
+    python benchmarks/bench_roi_align.py            # ~1 min on 2 cores
     python benchmarks/bench_roi_align.py --quick    # a smoke run
 
 Two tables, each timing ours and torchvision's interleaved in the same process (another process

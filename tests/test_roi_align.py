@@ -12,11 +12,14 @@ from tailteacher.modeling import roi_align as matmul
 
 
 def _random_rois(n_images: int, k: int, extent: float, seed: int) -> torch.Tensor:
-    """[k, 5] boxes of every size, some reaching past the image, a few thinner than a cell."""
+    """[k, 5] boxes of every size, some reaching past the image, a few thinner than a cell, two of
+    no extent and two with x2 < x1 or y2 < y1 (an aligned box there gets no sample: zeros)."""
     g = torch.Generator().manual_seed(seed)
     xy = torch.rand(k, 2, generator=g, dtype=torch.float64) * extent * 1.2 - 0.1 * extent
     wh = torch.rand(k, 2, generator=g, dtype=torch.float64) * extent * 0.6
     wh[:4] = torch.rand(4, 2, generator=g, dtype=torch.float64) * 0.5
+    wh[4:6] = 0.0
+    wh[6:8] = -torch.rand(2, 2, generator=g, dtype=torch.float64) * 8
     image = torch.randint(0, n_images, (k, 1), generator=g).to(torch.float64)
     return torch.cat([image, xy, xy + wh], dim=1)
 
@@ -49,6 +52,31 @@ def test_equals_torchvision_forward_and_backward(aligned: bool, sampling_ratio: 
     torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-12)
 
 
+def test_float32_and_no_gradient_to_the_boxes() -> None:
+    x = torch.randn(2, 6, 24, 24, generator=torch.Generator().manual_seed(2))
+    rois = _random_rois(2, 50, 96.0, seed=5).float().requires_grad_(True)
+    reference = torchvision.ops.roi_align(x, rois.detach(), (7, 7), 0.25, 2)
+    ours = matmul.roi_align(x, rois, (7, 7), 0.25, 2)
+    assert ours.dtype == torch.float32
+    assert not ours.requires_grad  # neither input needs a gradient through ours: boxes are constants
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_under_bfloat16_autocast_it_computes_in_float32(dtype: torch.dtype) -> None:
+    """The trainer's `amp` wraps the step in autocast; torchvision's wrapper pools in float32 and
+    returns the input's dtype, and so does ours (a bf16 product would be ~0.1 off)."""
+    x = torch.randn(2, 6, 24, 24, generator=torch.Generator().manual_seed(3)).to(dtype)
+    rois = _random_rois(2, 50, 96.0, seed=6).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = torchvision.ops.roi_align(x, rois, (7, 7), 0.25, 2)
+        ours = matmul.roi_align(x, rois, (7, 7), 0.25, 2)
+    assert ours.dtype == reference.dtype == dtype
+    exact = torchvision.ops.roi_align(x.float(), rois, (7, 7), 0.25, 2)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # bf16: the result's rounding only
+    torch.testing.assert_close(ours.float(), exact, rtol=tolerance, atol=tolerance)
+
+
 def test_no_rois_and_an_image_without_rois() -> None:
     x = torch.randn(2, 3, 6, 6)
     assert matmul.roi_align(x, torch.zeros(0, 5), (7, 7), 0.25, 2).shape == (0, 3, 7, 7)
@@ -68,7 +96,15 @@ def _pyramid(side: int, seed: int) -> OrderedDict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("side", [96, 256])  # 256 px: level "0" is 64 × 64, pooled by torchvision
 @pytest.mark.parametrize("output_size", [7, 14])
-def test_multiscale_equals_torchvision(side: int, output_size: int) -> None:
+def test_multiscale_equals_torchvision(side: int, output_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    pooled_by_us: list[tuple[int, int]] = []
+    original = matmul.roi_align
+
+    def spy(input: torch.Tensor, *args: object) -> torch.Tensor:
+        pooled_by_us.append((input.shape[-2], input.shape[-1]))
+        return original(input, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(matmul, "roi_align", spy)
     features = _pyramid(side, seed=side)
     for f in features.values():
         f.requires_grad_(True)
@@ -87,6 +123,10 @@ def test_multiscale_equals_torchvision(side: int, output_size: int) -> None:
     for f, a, b in zip(inputs, g_ours, g_ref, strict=True):
         zero = torch.zeros_like(f)
         torch.testing.assert_close(zero if a is None else a, zero if b is None else b, rtol=0, atol=1e-12)
+    # the matrix form pooled every level of at most MAX_MATMUL_AREA cells that got boxes, no other
+    assert pooled_by_us
+    assert all(h * w <= matmul.MAX_MATMUL_AREA for h, w in pooled_by_us)
+    assert (side // 4, side // 4) in pooled_by_us or side // 4 * (side // 4) > matmul.MAX_MATMUL_AREA
 
 
 def test_multiscale_one_level_and_an_image_without_boxes() -> None:

@@ -37,7 +37,7 @@ def _axis_weights(start: Tensor, size: Tensor, bins: int, grid: Tensor, length: 
         start: [K] the RoI's first coordinate on the feature map (after scale and offset).
         size: [K] the RoI's extent on the feature map.
         bins: the output size along this axis.
-        grid: [K] samples per bin along this axis (≥ 1).
+        grid: [K] samples per bin along this axis (≤ 0: none, the bin is 0).
         length: the feature map's size along this axis.
 
     Returns:
@@ -46,16 +46,16 @@ def _axis_weights(start: Tensor, size: Tensor, bins: int, grid: Tensor, length: 
     """
     k = start.shape[0]
     dtype, device = start.dtype, start.device
-    g_max = int(grid.max()) if k else 1
+    g_max = max(int(grid.max()), 1) if k else 1
     bin_size = size / bins
     b = torch.arange(bins, device=device, dtype=dtype)
     i = torch.arange(g_max, device=device, dtype=dtype)
-    g = grid.to(dtype)
+    g = grid.to(dtype)  # ≤ 0 (an aligned box of no extent, adaptive grid): no sample, as torchvision
     # the sample coordinates as torchvision's kernel computes them: [K, bins, g_max]
     coord = (
         start[:, None, None]
         + b[None, :, None] * bin_size[:, None, None]
-        + (i[None, None, :] + 0.5) * bin_size[:, None, None] / g[:, None, None]
+        + (i[None, None, :] + 0.5) * bin_size[:, None, None] / g.clamp(min=1.0)[:, None, None]
     )
     used = i[None, None, :] < g[:, None, None]
     inside = (coord >= -1.0) & (coord <= length) & used  # False for NaN coordinates too
@@ -66,7 +66,7 @@ def _axis_weights(start: Tensor, size: Tensor, bins: int, grid: Tensor, length: 
     high = torch.where(at_end, low, low + 1)
     coord = torch.where(at_end, low.to(dtype), coord)
     frac = coord - low.to(dtype)
-    keep = inside.to(dtype) / g[:, None, None]
+    keep = inside.to(dtype) / g.clamp(min=1.0)[:, None, None]
     weights = torch.zeros(k, bins, length, dtype=dtype, device=device)
     weights.scatter_add_(2, low, (1.0 - frac) * keep)
     weights.scatter_add_(2, high, frac * keep)
@@ -92,9 +92,26 @@ def roi_align(
         aligned: shift the box by half a cell (Detectron2's ``ROIAlignV2``).
 
     Returns:
-        [K, C, out_h, out_w] in ``input``'s dtype. Memory: one [k, C, out_h, W] intermediate per
-        image with k RoIs, so use it on small maps (``MAX_MATMUL_AREA``).
+        [K, C, out_h, out_w] in ``input``'s dtype, computed in float32 for half-precision inputs
+        and outside autocast (as torchvision's autocast wrapper does); no gradient reaches
+        ``rois``. Memory: one [k, C, out_h, W] intermediate per image with k RoIs, so use it on
+        small maps (``MAX_MATMUL_AREA``).
     """
+    with torch.autocast(input.device.type, enabled=False):
+        work = input if input.dtype == torch.float64 else input.float()
+        return _roi_align(work, rois.detach(), output_size, spatial_scale, sampling_ratio, aligned).to(
+            input.dtype
+        )
+
+
+def _roi_align(
+    input: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
     out_h, out_w = output_size
     _, c, h, w = input.shape
     k = rois.shape[0]
@@ -114,8 +131,8 @@ def roi_align(
         grid_h = torch.full((k,), sampling_ratio, device=input.device, dtype=torch.int64)
         grid_w = grid_h
     else:
-        grid_h = torch.ceil(roi_h / out_h).to(torch.int64).clamp(min=1)
-        grid_w = torch.ceil(roi_w / out_w).to(torch.int64).clamp(min=1)
+        grid_h = torch.ceil(roi_h / out_h).to(torch.int64)
+        grid_w = torch.ceil(roi_w / out_w).to(torch.int64)
     wy = _axis_weights(y1, roi_h, out_h, grid_h, h)  # [K, out_h, H]
     wx = _axis_weights(x1, roi_w, out_w, grid_w, w)  # [K, out_w, W]
     image_of = r[:, 0].to(torch.int64)
