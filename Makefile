@@ -50,14 +50,15 @@ format: install-dev
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # The main job: the demo benchmark generated, then split → prototypes → teacher → calibrate →
-# control → pseudo-label check → student → evaluation → report.html on 2 CPU cores (18.9 min
-# measured on a clone with .venv built, 2026-12-01; install ~2.6 min more); run again to resume.
+# control → pseudo-label check → student → evaluation → report.html on 2 CPU cores (13.2 min
+# after install, 15.2 min from a fresh clone with the dev extras, 2026-12-02; docs/results.md);
+# run again to resume.
 demo: install
 	$(VENV)/bin/tailteacher demo
 
 # The same pipeline where labels are scarce: demo with a quarter of its training images labeled,
 # every class keeping one (synth --labeled-fraction 0.25, D116), teacher 600 steps, student and
-# control 480 (~28 min on 2 idle cores, estimated from the stages' rates; docs/results.md).
+# control 480 (26.0 min on 2 idle cores with .venv built, 2026-12-02; docs/results.md).
 demo-scarce: install
 	test -f runs/data/demo_f25/val.json -a -f runs/data/demo_f25/unlabeled.json || $(VENV)/bin/tailteacher synth --preset demo --seed 0 --labeled-fraction 0.25 --out runs/data/demo_f25 --overwrite
 	$(VENV)/bin/tailteacher run scarce
