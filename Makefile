@@ -50,9 +50,8 @@ format: install-dev
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # The main job: the demo benchmark generated, then split → prototypes → teacher → calibrate →
-# control → pseudo-label check → student → evaluation → report.html on 2 CPU cores (13.2 min
-# after install, 15.2 min from a fresh clone with the dev extras, 2026-12-02; docs/results.md);
-# run again to resume.
+# control → pseudo-label check → student → evaluation → report.html on 2 CPU cores (12.5 min
+# after install, 14.2 min from a fresh clone, 2026-12-02; docs/results.md); run again to resume.
 demo: install
 	$(VENV)/bin/tailteacher demo
 
