@@ -26,24 +26,14 @@ from collections.abc import Callable
 import torch
 import torchvision
 
-from bench_model import BATCH, SIZE, Batch, interleaved, synthetic_batches, train_step
-from tailteacher.modeling import ModelConfig, build_model
+from bench_model import BATCH, Batch, interleaved, synthetic_batches, train_step
+from tailteacher.config_io import load_config
+from tailteacher.modeling import build_model
 from tailteacher.modeling import roi_align as ours
 
-DEMO = ModelConfig(
-    num_classes=64,
-    backbone="efficientnet_lite0",
-    weights="package:efficientnet_lite0",
-    resnet_norm="frozen_batch",
-    fpn_channels=64,
-    image_min_size=SIZE,
-    image_max_size=SIZE,
-    roi_batch_size_per_image=64,
-    proposals_train=500,
-    proposals_test=100,
-    detections_per_image=100,
-    score_threshold=0.001,
-)
+# The shipped `demo` preset's model, read from its config (so the benchmark cannot drift from it);
+# 64 classes as in the demo data.
+DEMO = load_config("demo").model.model_copy(update={"num_classes": 64})
 
 
 def _rois(side: int, per_image: int, seed: int) -> torch.Tensor:
