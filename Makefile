@@ -66,7 +66,8 @@ demo-scarce: install
 labels-demo: install
 	$(VENV)/bin/tailteacher labels-demo
 
-# The ablation on the bench preset, 3 seeds (CPU, ~90 min on 2 cores; docs/results.md).
+# The ablation on the bench preset, 3 seeds, 42 trainings (CPU: hours on 2 cores; not timed in the
+# current regime; split it over processes with --only-seed, docs/results.md).
 ablate: install
 	test -f runs/data/bench/unlabeled_truth.json || $(VENV)/bin/tailteacher synth --preset bench --seed 0 --out runs/data/bench --overwrite
 	test -f runs/data/bench/split/heldout.json || $(VENV)/bin/tailteacher split --train runs/data/bench/train.json --out runs/data/bench/split

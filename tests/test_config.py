@@ -187,6 +187,22 @@ def test_demo_is_a_cpu_preset_and_lvis_is_the_papers_setup():
         lvis.train.lr == 4e-5 and lvis.train.optimizer == "adamw" and lvis.model.detections_per_image == 300
     )
     assert lvis.data.batch_size == 2 and lvis.targets.kind == "similarity"
+    assert lvis.student is not None and lvis.student.pseudo_labels == "calibrated"
+    assert lvis.student.support == "nonzero" and not lvis.student.unsup_mask_loss
+
+
+def test_the_student_defaults_are_the_measured_recipe_not_the_literal_readings():
+    """A config without a ``student`` block gets what measured best (D51, D59, D121); the literal
+    readings stay selectable."""
+    from tailteacher.config import StudentConfig
+    from tailteacher.pipeline.student import pseudo_label_config
+
+    student = StudentConfig()
+    assert student.support == "nonzero" and student.threshold_on == "teacher"
+    assert not student.unsup_box_loss and not student.unsup_mask_loss
+    assert pseudo_label_config(student).threshold == 0.5
+    literal = StudentConfig(support="all", unsup_box_loss=True, unsup_mask_loss=True, box_threshold=0.3)
+    assert pseudo_label_config(literal).support == "all" and pseudo_label_config(literal).threshold == 0.3
 
 
 def test_saved_config_reads_back_equal_with_a_stable_hash(tmp_path):

@@ -215,8 +215,9 @@ def test_no_gradient_is_tracked() -> None:
 
 
 def test_config_rejects_bad_values() -> None:
-    assert PseudoLabelConfig(mode="onehot").threshold == 0.5
-    assert PseudoLabelConfig(mode="soft").threshold < 0.5
+    for mode in ("onehot", "soft", "calibrated"):  # D59, D121: τ 0.5 in every mode
+        assert PseudoLabelConfig(mode=mode).threshold == 0.5  # type: ignore[arg-type]
+    assert PseudoLabelConfig().support == "nonzero"  # D51, D121; the literal "all" is selectable
     for bad in (
         {"mode": "hard"},
         {"box_threshold": 0.0},
@@ -264,13 +265,13 @@ def test_targets_train_the_model() -> None:
 def test_ignore_band_adds_weight_zero_boxes() -> None:
     # soft, τ = 0.3: row maxima 0.7, 0.7 (same box A), 0.4 (B), 0.2 (C). With the band [0.1, 0.3)
     # C enters as an ignored box; A's second detection is still merged into the first.
-    out = run(PseudoLabelConfig(mode="soft", ignore_threshold=0.1))
+    out = run(PseudoLabelConfig(mode="soft", box_threshold=0.3, ignore_threshold=0.1))
     assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B, BOX_C]))
     assert_close(out["weights"], torch.tensor([1.0, 1.0, 0.0]))
     assert out["masks"].shape[0] == 3
-    assert "weights" not in run(PseudoLabelConfig(mode="soft"))  # no band: unit weights by default
+    assert "weights" not in run(PseudoLabelConfig(mode="soft", box_threshold=0.3))  # no band: unit weights
     with pytest.raises(ValueError, match="ignore_threshold"):
-        PseudoLabelConfig(mode="soft", ignore_threshold=0.3)
+        PseudoLabelConfig(mode="soft", box_threshold=0.3, ignore_threshold=0.3)
 
 
 def test_renormalize_makes_each_kept_row_sum_to_one() -> None:

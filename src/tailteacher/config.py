@@ -117,7 +117,9 @@ class StudentConfig(StrictModel):
         "(n Δ + κ Δ_group) / (n + κ), n = its held-out detections (D100); 0: Eq. 4 as measured",
     )
     support: Literal["all", "nonzero"] = Field(
-        default="all", description="Eq. 5 on the whole row (all) or on the teacher's top-k classes (nonzero)"
+        default="nonzero",
+        description="Eq. 5 on the teacher's top-k classes (nonzero, D51) or, literally, on the whole "
+        "row (all: λΔ lifts the largest-Δ classes on every box)",
     )
     threshold_on: Literal["teacher", "corrected", "foreground"] = Field(
         default="teacher",
@@ -128,7 +130,7 @@ class StudentConfig(StrictModel):
         default=None,
         gt=0,
         le=1,
-        description="keep pseudo-boxes whose top score (see threshold_on) ≥ this; null: per mode",
+        description="keep pseudo-boxes whose top score (see threshold_on) ≥ this; null: 0.5 (D59)",
     )
     ignore_threshold: float | None = Field(
         default=None,
@@ -145,11 +147,14 @@ class StudentConfig(StrictModel):
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
     unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
     unsup_box_loss: bool = Field(
-        default=True,
-        description="train box regression (RPN and cascade) on pseudo-boxes; off: classification only",
+        default=False,
+        description="train box regression (RPN and cascade) on pseudo-boxes; off (D59): classification "
+        "and objectness only",
     )
     unsup_mask_loss: bool = Field(
-        default=True, description="train the mask head on the teacher's thresholded pseudo-masks"
+        default=False,
+        description="train the mask head on the teacher's thresholded pseudo-masks; off (D59): the "
+        "teacher's coarse masks cost mask AP",
     )
     teacher: Literal["frozen", "ema"] = Field(
         default="frozen", description="frozen teacher, or an EMA of the student"

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "ablate",
-        help="the paper's ablation: four supervised teachers, five students, label fractions",
+        help="the paper's ablation: five supervised teachers, four students and the control, label fractions",
         description="Run the paper's ablation rows, as docs/design.md reads them (one-hot / "
         "uniform / similarity γ=0 / γ=1.5 teachers; one-hot / soft / calibrated students, "
         "calibrated on the top-k classes, a "
