@@ -82,12 +82,14 @@ def main() -> None:
     if args.delta:
         delta = load_delta(args.delta, train, args.shrinkage)
     modes = {
-        "onehot tau 0.5": PseudoLabelConfig(mode="onehot"),
-        "soft tau 0.3": PseudoLabelConfig(mode="soft"),
+        "onehot tau 0.5": PseudoLabelConfig(mode="onehot", box_threshold=0.5),
+        "soft tau 0.3": PseudoLabelConfig(mode="soft", box_threshold=0.3),
         "soft tau 0.5": PseudoLabelConfig(mode="soft", box_threshold=0.5),
     }
     if delta is not None:
-        modes["calibrated, support all"] = PseudoLabelConfig(mode="calibrated", support="all")
+        modes["calibrated, support all"] = PseudoLabelConfig(
+            mode="calibrated", support="all", box_threshold=0.3
+        )
         for tau in (0.3, 0.5, 0.7):
             modes[f"calibrated, nonzero, tau {tau}"] = PseudoLabelConfig(
                 mode="calibrated", support="nonzero", box_threshold=tau

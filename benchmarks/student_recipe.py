@@ -185,6 +185,10 @@ def train(run_dir: Path, name: str, overrides: dict[str, str], extra: list[str],
     if (out / "student.json").is_file():
         return f"{name}: done already"
     sets = {**BASE, **overrides, "run.run_dir": str(out), "run.resume": "true"}
+    # The variants were measured with the per-mode τ of before D121 (onehot 0.5, soft and
+    # calibrated 0.3) wherever they do not name one; keep that meaning.
+    if "student.box_threshold" not in sets:
+        sets["student.box_threshold"] = "0.5" if sets["student.pseudo_labels"] == "onehot" else "0.3"
     sets = {k: v.replace("{run}", str(run_dir)) for k, v in sets.items()}
     if any("{pool}" in v for v in sets.values()):
         if POOL_DIR is None:

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tailteacher.config import Config, StudentConfig
-from tailteacher.config_io import config_reference
+from tailteacher.config_io import config_reference, load_config
 from tailteacher.engine.config_files import config_hash, result_dump
 from tailteacher.errors import InputError
 from tailteacher.pipeline.run import (
@@ -139,3 +139,32 @@ def test_the_reference_marks_the_run_only_keys():
         "`run_dir`",
         "`resume`",
     ]
+
+
+# The shipped presets' control hashes as every finished control folder holds them (pinned at
+# D121, which moved the student defaults without retraining a control).
+SHIPPED_CONTROL_HASHES = {
+    "demo": "533a196db63cb5cc2b2337b89d245214675d93ff77780615aea18223a233c332",
+    "scarce": "6b66b61b4e49bc4df74599c7e123ca8eeeb76b9da77b64ec4245b9523300e67b",
+    "bench": "2cfbd0178db51a347ac1d0652b9a5439aa325a41ab31ba1c0e6332bd6708d7a4",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CONTROL_HASHES))
+def test_a_shipped_presets_control_keeps_its_hash(name):
+    """A change of the model's student defaults must not retrain (or refuse) a finished control;
+    a change that does change the control's training must update this table on purpose."""
+    cfg = load_config(name)
+    control = control_config(cfg.student or StudentConfig())
+    as_control = cfg.model_copy(update={"student": control})
+    assert stage_config_hash(as_control) == SHIPPED_CONTROL_HASHES[name]
+
+
+def test_a_null_threshold_hashes_the_tau_it_resolves_to(config):
+    """D121 moved null's τ (soft/calibrated 0.3 → 0.5) without changing a config written with null."""
+    soft = with_updates(config, student={"pseudo_labels": "soft", "box_threshold": None, "unsup_weight": 1.0})
+    assert student_inputs(soft, ["t"])["box_threshold"] == 0.5
+    explicit = with_updates(soft, student={"box_threshold": 0.5})
+    assert "box_threshold" not in student_inputs(explicit, ["t"])
+    control = with_updates(soft, student=control_config(soft.student).model_dump(mode="json"))
+    assert "box_threshold" not in student_inputs(control, ["t"])  # no pseudo-label reaches a loss

@@ -284,7 +284,7 @@ def pseudo_label_stage(
             "truth": str(truth_file),
             "image_ids": ids,
             "mode": student.pseudo_labels,
-            "box_threshold": student.box_threshold,
+            "box_threshold": pseudo_label_config(student).threshold,  # the τ in use, null resolved
             "threshold_on": student.threshold_on,
             "masks": student.unsup_mask_loss,  # predicted only when the student trains on them (D114)
             "rows": counts.rows(),
@@ -362,17 +362,27 @@ def student_inputs(config: Config, after: Any) -> dict[str, Any]:
     """What a student (or the control) computes from: its resolved config's result settings, the
     bytes of ``student_reads``, and the hashes of its teacher and calibration (``after``)."""
     assert config.student is not None
-    return {
+    inputs = {
         "config": stage_config_hash(config),
         "data": data_hashes(config, student_reads(config.student)),
         "after": after,
     }
+    if config.student.box_threshold is None and config.student.unsup_weight > 0:
+        from .student import pseudo_label_config
+
+        # null means the mode's default τ, which D121 moved (soft/calibrated 0.3 → 0.5): hash the
+        # τ in use, so that a config written with null is not resumed under another threshold.
+        inputs["box_threshold"] = pseudo_label_config(config.student).threshold
+    return inputs
 
 
 def control_config(student: StudentConfig) -> StudentConfig:
     """The control of ``student``: the same initialisation (the teacher), schedule and labeled
     batches, no pseudo-labels (w = 0). Only the keys that change its training are kept, so a new
-    pseudo-label setting does not retrain it."""
+    pseudo-label setting does not retrain it. The keys without effect at w = 0 (no pseudo-label
+    reaches a loss) are the model's defaults, except three fixed to the values every control was
+    hashed with before D121 moved those defaults, so that the move neither retrains a control nor
+    refuses a finished one."""
     return StudentConfig(
         pseudo_labels="onehot",
         unsup_weight=0.0,
@@ -380,6 +390,9 @@ def control_config(student: StudentConfig) -> StudentConfig:
         max_steps=student.max_steps,
         lr=student.lr,
         warmup_steps=student.warmup_steps,
+        support="all",
+        unsup_box_loss=True,
+        unsup_mask_loss=True,
     )
 
 

@@ -171,6 +171,12 @@ def per_class_section(run: RunData) -> list[dict[str, Any]]:
     ]
 
 
+def _threshold_text(value: Any) -> str:
+    """A student config's ``box_threshold`` for the page: null is the mode's default, which D121
+    moved (0.3 for soft/calibrated before it, 0.5 in every mode since)."""
+    return "null (the mode's default: 0.5 since D121)" if value is None else str(value)
+
+
 def pseudo_label_section(run: RunData) -> dict[str, Any]:
     """What the student's training recorded of its pseudo-labels, and their measured quality
     against the pool's truth when ``pseudo_labels.json`` was written (``report.pseudo_labels``)."""
@@ -179,7 +185,7 @@ def pseudo_label_section(run: RunData) -> dict[str, Any]:
     summary, cfg = run.student.summary, run.student.config.get("student") or {}
     facts = [
         ("mode", str(summary.get("pseudo_labels", cfg.get("pseudo_labels", "–")))),
-        ("box threshold τ", str(cfg.get("box_threshold", "–"))),
+        ("box threshold τ", _threshold_text(cfg.get("box_threshold", "–"))),
         ("unsupervised weight w", str(cfg.get("unsup_weight", "–"))),
     ]
     per_image = summary.get("pseudo_boxes_per_unlabeled_image")
