@@ -63,8 +63,9 @@ from ..modeling.classification import softmax_targets
 
 Mode = Literal["onehot", "soft", "calibrated"]
 
-#: τ when ``box_threshold`` is None, per mode (see the module docstring).
-DEFAULT_BOX_THRESHOLD: dict[str, float] = {"onehot": 0.5, "soft": 0.5, "calibrated": 0.5}
+MODES: tuple[Mode, ...] = ("onehot", "soft", "calibrated")
+#: τ when ``box_threshold`` is None, every mode (see the module docstring).
+DEFAULT_BOX_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class PseudoLabelConfig:
         mode: ``"onehot"``, ``"soft"`` or ``"calibrated"`` (Eq. 5).
         box_threshold: τ; a detection is kept when its score (onehot), the max of its top-k
             teacher row (soft; calibrated with ``threshold_on="teacher"``) or of its corrected row
-            (``threshold_on="corrected"``) is ≥ τ. None = ``DEFAULT_BOX_THRESHOLD[mode]``.
+            (``threshold_on="corrected"``) is ≥ τ. None = ``DEFAULT_BOX_THRESHOLD``.
         top_k: classes kept per target row, the others set to 0 (soft, calibrated); None = all.
         lam: λ of Eq. 5 (paper: 2).
         support: ``"nonzero"`` (default: top-k of the teacher's row first, then Eq. 5 on those
@@ -109,7 +110,7 @@ class PseudoLabelConfig:
     renormalize: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in DEFAULT_BOX_THRESHOLD:
+        if self.mode not in MODES:
             raise ValueError(f"mode: expected 'onehot', 'soft' or 'calibrated', got {self.mode!r}")
         if self.box_threshold is not None and not 0.0 < self.box_threshold <= 1.0:
             raise ValueError(f"box_threshold: expected None or a value in (0, 1], got {self.box_threshold!r}")
@@ -139,8 +140,8 @@ class PseudoLabelConfig:
 
     @property
     def threshold(self) -> float:
-        """τ in use: ``box_threshold``, or the mode's default."""
-        return DEFAULT_BOX_THRESHOLD[self.mode] if self.box_threshold is None else self.box_threshold
+        """τ in use: ``box_threshold``, or ``DEFAULT_BOX_THRESHOLD``."""
+        return DEFAULT_BOX_THRESHOLD if self.box_threshold is None else self.box_threshold
 
     @property
     def lowest_threshold(self) -> float:
