@@ -51,3 +51,25 @@ def test_a_one_process_command_under_torchrun_is_refused(monkeypatch, capsys, co
     err = capsys.readouterr().err
     assert f"tailteacher {command[0]}: runs in one process, and torchrun started 2" in err
     assert ("--only-seed" in err) == (command[0] == "ablate")
+
+
+@pytest.mark.parametrize("outcome", ["bad input", "bug"])
+def test_every_command_leaves_the_process_group_it_joined(tmp_path, monkeypatch, outcome):
+    # A gloo group left to interpreter finalisation can abort the process (SIGABRT for exit 2).
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    if outcome == "bug":
+        monkeypatch.setattr(split_command, "run", lambda args: 1 / 0)
+    path = write(tmp_path, tiny_lvis(), with_images=False)
+    try:
+        if outcome == "bug":
+            with pytest.raises(ZeroDivisionError):
+                main(["split", "--train", str(path), "--out", str(tmp_path / "s")])
+        else:
+            assert main(["split", "--train", str(path), "--out", str(tmp_path / "s"), "--heldout", "2"]) == 2
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
