@@ -43,7 +43,9 @@ def one_run(script: Path, arm: str, port: int) -> tuple[bool, bool]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=40, help="torchrun launches per arm (default 40)")
     parser.add_argument("--port", type=int, default=29650, help="first master port (default 29650)")
     args = parser.parse_args()
