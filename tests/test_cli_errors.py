@@ -9,6 +9,7 @@ import pytest
 import tailteacher.commands.split as split_command
 from lvis_factory import tiny_lvis, write
 from tailteacher.cli import main
+from tailteacher.errors import InputError
 
 
 def test_bad_input_is_a_message_without_traceback(tmp_path, capsys):
@@ -53,22 +54,29 @@ def test_a_one_process_command_under_torchrun_is_refused(monkeypatch, capsys, co
     assert ("--only-seed" in err) == (command[0] == "ablate")
 
 
-@pytest.mark.parametrize("outcome", ["bad input", "bug"])
-def test_every_command_leaves_the_process_group_it_joined(tmp_path, monkeypatch, outcome):
-    # A gloo group left to interpreter finalisation can abort the process (SIGABRT for exit 2).
+@pytest.mark.parametrize("outcome", ["exit 0", "bad input", "bug"])
+def test_a_command_leaves_the_process_group_it_joined(tmp_path, monkeypatch, outcome):
+    # A gloo group left to interpreter finalisation can abort the process (SIGABRT for exit 2, D122).
     import torch.distributed as dist
 
-    store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
-    if outcome == "bug":
-        monkeypatch.setattr(split_command, "run", lambda args: 1 / 0)
-    path = write(tmp_path, tiny_lvis(), with_images=False)
+    def command(args: argparse.Namespace) -> int:
+        dist.init_process_group(
+            "gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1
+        )
+        if outcome == "bad input":
+            raise InputError("--train: refused")
+        if outcome == "bug":
+            raise ZeroDivisionError("an internal invariant broke")
+        return 0
+
+    monkeypatch.setattr(split_command, "run", command)
+    argv = ["split", "--train", "x.json", "--out", str(tmp_path / "s")]
     try:
         if outcome == "bug":
             with pytest.raises(ZeroDivisionError):
-                main(["split", "--train", str(path), "--out", str(tmp_path / "s")])
+                main(argv)
         else:
-            assert main(["split", "--train", str(path), "--out", str(tmp_path / "s"), "--heldout", "2"]) == 2
+            assert main(argv) == (2 if outcome == "bad input" else 0)
         assert not dist.is_initialized()
     finally:
         if dist.is_initialized():
