@@ -119,6 +119,11 @@ def test_ablate_one_seed_writes_every_row(tiny, tmp_path, capsys):
     assert "Students − control, paired per seed" in md
     paired = json.loads((out / "ablation.json").read_text())["paired_with_control"]
     assert set(paired) == {f"student_{k}@1" for k in ("onehot", "soft", "calibrated", "calibrated_topk")}
+    comparisons = json.loads((out / "ablation.json").read_text())["comparisons"]
+    assert comparisons["student soft − control"]["AP"]["per_seed"] == {
+        "0": pytest.approx(summary["student_soft@1"]["AP"][0] - summary["student_labeled@1"]["AP"][0])
+    }
+    assert "Paired comparisons, seed by seed" in md and "AP (seed 0)" in md
     # The half-label teachers trained for half the steps (same epochs).
     steps = json.loads(
         (out / "seed0" / "fraction0.5" / "teacher_onehot" / "metrics.jsonl").read_text().splitlines()[-1]

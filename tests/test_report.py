@@ -138,15 +138,20 @@ def test_ablation_folder_page(tiny_run, tmp_path):
         "onehot@0.5": {"AP": [6.0, 0.5], "APr": [1.0, 0.2], "APc": [1, 0], "APf": [1, 0], "ECE": [0.1, 0.0]},
     }
     paired = {"student_calibrated@1": {m: [0.5, 0.1] for m in ("AP", "APr", "APc", "APf", "ECE")}}
-    (tmp_path / "ablation" / "ablation.json").write_text(
-        json.dumps({"meta": {"seeds": [0]}, "summary": summary, "paired_with_control": paired})
-    )
+    entry = {"mean": 1.25, "std": None, "per_seed": {"0": 1.25}}
+    comparisons = {
+        "student soft − control": {"row": "student_soft", "reference": "student_labeled", "AP": entry}
+    }
+    payload = {"meta": {"seeds": [0]}, "summary": summary, "paired_with_control": paired}
+    (tmp_path / "ablation" / "ablation.json").write_text(json.dumps({**payload, "comparisons": comparisons}))
     assert main(["report", str(tmp_path / "ablation")]) == 0
     html = (tmp_path / "ablation" / "report.html").read_text(encoding="utf-8")
     _self_contained(html)
     assert "10.0 ± 1.0" in html and "0.50 ± 0.10" not in html and "0.5 ± 0.1" in html
     assert 'alt="AP and APr against the fraction of labels"' in html  # Fig. 2 drawn
     assert "seed 0" in html and "student (calibrated)" in html  # Figs. 3–5 of the seed's student
+    assert "Paired comparisons, seed by seed" in html and "AP (seed 0)" in html
+    assert '<td>student soft − control</td><td class="num">+1.2</td>' in html  # 1.25 → +1.2
 
 
 def test_page_in_headless_chromium(tiny_run, tmp_path):

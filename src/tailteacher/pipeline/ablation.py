@@ -20,7 +20,8 @@ re-aggregates, and separate processes (``only_seed``) can share the work, e.g. o
 another process finished (and every row, with ``--collect``) are read by walking the same plan
 inside ``stages.finished_only()``: a row counts only when its stage's recorded hash is the one this
 config gives; a row finished under another config is refused (exit 2), never mixed in (D87).
-Writes ``OUT/ablation.json`` (every value per seed, mean and sample std) and ``OUT/ablation.md``.
+Writes ``OUT/ablation.json`` (every value per seed, mean and sample std, students − control and
+the other paired comparisons seed by seed, ``paired``) and ``OUT/ablation.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..config import Config, StudentConfig
 from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from ..report.markdown import METRICS, format_table, result_row
+from .paired import comparison_table, paired_comparisons
 from .run import (
     Log,
     calibrate_stage,
@@ -347,8 +349,10 @@ def render(
     seeds: Sequence[int],
     meta: Mapping[str, Any],
     paired: Mapping[str, Mapping[str, Any]] | None = None,
+    comparisons: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The markdown of ``ablation.md``: Table 1 (all labels) and Fig. 2 (label fractions)."""
+    """The markdown of ``ablation.md``: Table 1 (all labels), students − control, the paired
+    comparisons seed by seed (``paired.paired_comparisons``) and Fig. 2 (label fractions)."""
     labels = _labels(plan)
     full = {labels[k.split("@")[0]]: v for k, v in summary.items() if k.endswith("@1")}
     lines = [
@@ -371,6 +375,16 @@ def render(
             "labeled batches, no pseudo-labels), then mean ± sample std of the differences.",
             "",
             format_table({labels[k.split("@")[0]]: v for k, v in paired.items()}, first="row"),
+            "",
+        ]
+    if comparisons:
+        lines += [
+            "## Paired comparisons, seed by seed",
+            "",
+            "Each difference is taken within a seed (row − reference), then mean ± sample std over the "
+            "seeds; the last two columns give every seed's difference.",
+            "",
+            comparison_table(comparisons),
             "",
         ]
     if plan.fractions:
@@ -424,15 +438,18 @@ def run_ablation(
         "seeds": sorted(per_seed),
     }
     paired = paired_differences(per_seed)
+    comparisons = paired_comparisons(per_seed, [r.key for r in STUDENT_ROWS], CONTROL_ROW)
     payload = {
         "meta": meta,
-        "per_seed": {str(s): r for s, r in per_seed.items()},
+        "per_seed": {str(s): per_seed[s] for s in sorted(per_seed)},
         "summary": summary,
         "paired_with_control": paired,
+        "comparisons": comparisons,
     }
     atomic_write_json(out / "ablation.json", payload, indent=2)
     md = out / "ablation.md"
-    atomic_write_bytes(md, render(plan, summary, sorted(per_seed), meta, paired).encode("utf-8"))
+    text = render(plan, summary, sorted(per_seed), meta, paired, comparisons)
+    atomic_write_bytes(md, text.encode("utf-8"))
     from ..report import write_html_report
 
     write_html_report(out)  # report.html: the tables, Fig. 2, and one seed's Figs. 3–5

@@ -107,6 +107,7 @@ def ablation_context(root: Path) -> dict[str, Any]:
         table=table_section(full),
         gain=None,
         paired=table_section(paired) if paired else None,
+        comparisons=_comparisons(payload.get("comparisons")),
         fractions=fractions,
         ablation_intro=(
             f"Seeds {seeds}; mean ± sample std over seeds (one seed: no std). Mask AP in points on val "
@@ -116,6 +117,16 @@ def ablation_context(root: Path) -> dict[str, Any]:
         ),
     )
     return context
+
+
+def _comparisons(comparisons: Any) -> dict[str, Any] | None:
+    """The paired comparisons' table (columns and rows), None for an ablation.json without them."""
+    from ..pipeline.paired import comparison_cells
+
+    if not comparisons:
+        return None
+    columns, rows = comparison_cells(comparisons)
+    return {"columns": columns, "rows": rows}
 
 
 def run_context_without_models(root: Path) -> dict[str, Any]:

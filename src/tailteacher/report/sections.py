@@ -234,6 +234,7 @@ def run_context(run: RunData) -> dict[str, Any]:
         "table": table_section(rows),
         "gain": gain_sentence(rows),
         "paired": None,
+        "comparisons": None,
         "ablation_intro": "",
         "val_json": run.data.get("val_json"),
         "groups": [GROUP_LABELS[g] for g in GROUPS],
