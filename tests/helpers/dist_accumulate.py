@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from tailteacher.engine import shutdown
 from tailteacher.labels import CalibrationAccumulator, PrototypeAccumulator
 
 N, D, C, M = 1000, 16, 7, 3000
@@ -45,14 +46,10 @@ def main(out: Path) -> None:
         {"prototypes": prototypes, "counts": counts, "delta": calib.ccece(), "ece": calib.ece()},
         out / f"rank{rank}.pt",
     )
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     try:
         main(Path(sys.argv[1]))
     finally:  # also when main raises: a gloo group left to interpreter exit can abort (D122)
-        import torch.distributed
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from tailteacher.engine import shutdown
 from tailteacher.evaluation import evaluate_distributed, gather_results
 from tailteacher.evaluation.synthetic import synthetic_lvis_case
 
@@ -30,14 +31,10 @@ def main(out: Path) -> None:
         ev = evaluate_distributed(gt, shard, iou_type=iou_type)
         report[iou_type] = {"metrics": ev.metrics, "per_category": [c["AP"] for c in ev.per_category]}
     (out / f"rank{rank}.json").write_text(json.dumps(report))
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     try:
         main(Path(sys.argv[1]))
     finally:  # also when main raises: a gloo group left to interpreter exit can abort (D122)
-        import torch.distributed
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown()

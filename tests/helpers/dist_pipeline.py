@@ -112,14 +112,10 @@ def main(argv: list[str]) -> None:
         student(out, data, Path(argv[3]), int(argv[4]), int(argv[5]), dist.rank)
     else:
         pipeline(out, data, dist.rank)
-    shutdown()
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     finally:  # also when main raises: a gloo group left to interpreter exit can abort (D122)
-        import torch.distributed
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown()

@@ -40,14 +40,10 @@ def main(out: Path) -> None:
         result["resumed_weights"] = {k: v.clone() for k, v in resumed.model.state_dict().items()}
         result["rng_ranks"] = len(load_checkpoint(ckpt_dir / Checkpointer.file_name(6))["rng"])
         torch.save(result, out / f"{name}_rank{dist.rank}.pt")
-    shutdown()
 
 
 if __name__ == "__main__":
     try:
         main(Path(sys.argv[1]))
     finally:  # also when main raises: a gloo group left to interpreter exit can abort (D122)
-        import torch.distributed
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown()

@@ -21,7 +21,7 @@ another process finished (and every row, with ``--collect``) are read by walking
 inside ``stages.finished_only()``: a row counts only when its stage's recorded hash is the one this
 config gives; a row finished under another config is refused (exit 2), never mixed in (D87).
 Writes ``OUT/ablation.json`` (every value per seed, mean and sample std, students − control and
-the other paired comparisons seed by seed, ``paired``) and ``OUT/ablation.md``.
+the other paired comparisons seed by seed, ``paired.py``) and ``OUT/ablation.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ..config import Config, StudentConfig
 from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from ..report.markdown import METRICS, format_table, result_row
-from .paired import comparison_table, paired_comparisons
+from .paired import comparison_table, paired_comparisons, per_seed_differences, summarise
 from .run import (
     Log,
     calibrate_stage,
@@ -320,22 +320,16 @@ def paired_differences(
 
     The difference is taken per seed first (same initialisation, same steps, same seed), so the
     spread of the control across seeds does not enter; this is the comparison a student must win.
+    A metric no paired seed has is (None, None). ``paired.paired_comparisons`` gives the same
+    differences with every seed's value.
     """
     out: dict[str, dict[str, Any]] = {}
     for row in STUDENT_ROWS:
         key = f"{row.key}@1"
-        if key == control:
+        if key == control or not any(key in r and control in r for r in per_seed.values()):
             continue
-        pairs = [rows for rows in per_seed.values() if key in rows and control in rows]
-        if not pairs:
-            continue
-        out[key] = {}
-        for m in METRICS:
-            diffs = [
-                None if r[key].get(m) is None or r[control].get(m) is None else r[key][m] - r[control][m]
-                for r in pairs
-            ]
-            out[key][m] = _mean_std(diffs)
+        stats = summarise(per_seed_differences(per_seed, key, control))
+        out[key] = {m: (stats[m]["mean"], stats[m]["std"]) if m in stats else (None, None) for m in METRICS}
     return out
 
 
