@@ -144,6 +144,12 @@ class StudentConfig(StrictModel):
         "class soft (D61); false: the row's missing mass is background",
     )
     top_k: int | None = Field(default=5, gt=0, description="classes kept per pseudo-box; null: all")
+    logit_adjustment: float = Field(
+        default=0.0,
+        ge=0,
+        description="α: each teacher row's classes reweighted by (labeled objects + 1)^-α, its "
+        "foreground mass kept, before the pseudo-label rule (post-hoc logit adjustment; D124); 0: off",
+    )
     unlabeled_batch_size: int = Field(default=4, gt=0, description="unlabeled images per process per step")
     unsup_weight: float = Field(default=1.0, ge=0, description="w of loss = supervised + w · unsupervised")
     unsup_box_loss: bool = Field(

@@ -45,6 +45,14 @@ def register(sub: Any) -> None:
         help="full: Table 1's rows; fractions: Fig. 2's label fractions < 1 (independent; default all)",
     )
     p.add_argument(
+        "--rows",
+        type=_names,
+        default=None,
+        help="train only these rows (comma-separated keys, e.g. onehot,student_soft) and what they "
+        "need; the others are read when finished. Several processes with different --rows share "
+        "one seed: a stage another process is running is waited for, never run twice",
+    )
+    p.add_argument(
         "--collect", action="store_true", help="train nothing: write the tables from the finished rows"
     )
     p.add_argument("--out", type=Path, default=None, help="output folder (default run.run_dir)")
@@ -81,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         fraction_rows=args.fraction_rows,
         temperature=args.temperature,
         student_teacher=args.student_teacher,
+        rows=None if args.rows is None else frozenset(args.rows),
     )
     config: Config = config_from_args(args)
     out = args.out or Path(config.run.run_dir)

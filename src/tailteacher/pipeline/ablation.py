@@ -30,7 +30,8 @@ import math
 import platform
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,9 @@ class AblationPlan:
     fraction_rows: Sequence[str] = ("onehot", "sim_g15")
     temperature: float | None = None
     student_teacher: str = "sim_g15"
+    #: Train only these rows (teacher or student keys) and what they need; read the others when
+    #: another process finished them. None: every row (D125).
+    rows: frozenset[str] | None = None
 
     def teacher_rows(self) -> tuple[Row, ...]:
         extra = tempered_rows(self.temperature) if self.temperature is not None else ()
@@ -145,6 +149,39 @@ class AblationPlan:
             raise InputError(
                 f"--fraction-rows/--student-teacher: unknown row(s) {unknown}; rows: {sorted(keys)}"
             )
+        every = keys | {r.key for r in STUDENT_ROWS}
+        if self.rows is not None:
+            unknown = sorted(set(self.rows) - every)
+            if unknown or not self.rows:
+                raise InputError(
+                    f"--rows: unknown row(s) {unknown or ['(none given)']}; rows: {sorted(every)}"
+                )
+
+    def selected(self, part: str, pretrained: bool) -> frozenset[str] | None:
+        """The row keys this process trains in ``part`` (``"full"`` or ``"fractions"``), with
+        what they need: students need ``student_teacher`` and its calibration (``"calibration"``);
+        a similarity teacher without a pretrained trunk needs the one-hot teacher's prototypes.
+        None: every row."""
+        if self.rows is None:
+            return None
+        similarity = {r.key for r in self.teacher_rows() if r.targets.get("kind") == "similarity"}
+        if part == "fractions":
+            need = set(self.rows) & set(self.fraction_rows)
+        else:
+            need = set(self.rows)
+            if need & {r.key for r in STUDENT_ROWS}:
+                need |= {self.student_teacher, "calibration"}
+        if need & similarity and not pretrained:
+            need.add("onehot")
+        return frozenset(need)
+
+
+def _only_if(selected: Collection[str] | None, *keys: str) -> AbstractContextManager[None]:
+    """Run the stages inside when ``selected`` is None or holds one of ``keys``; else only read
+    them if another process finished them (``finished_only``)."""
+    if selected is None or any(k in selected for k in keys):
+        return nullcontext()
+    return finished_only()
 
 
 def subset_stage(config: Config, fraction: float, folder: Path, log: Log, seed: int = 0) -> StageOutcome:
@@ -166,10 +203,17 @@ def subset_stage(config: Config, fraction: float, folder: Path, log: Log, seed: 
     return run_stage(f"subset {fraction:g}", folder, inputs, action, log=log)
 
 
-def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Log) -> dict[str, StageOutcome]:
+def _supervised_block(
+    config: Config,
+    rows: Sequence[Row],
+    folder: Path,
+    log: Log,
+    selected: Collection[str] | None = None,
+) -> dict[str, StageOutcome]:
     """Teachers for ``rows`` in ``folder/teacher_{key}``; similarity rows use prototypes from the
     pretrained trunk before any detection training when ``model.weights`` is set (the paper's
-    order), else from the block's one-hot teacher (a random-init trunk has no structure to give)."""
+    order), else from the block's one-hot teacher (a random-init trunk has no structure to give).
+    A row not in ``selected`` (None: all) is only read, when another process finished it."""
     out: dict[str, StageOutcome] = {}
     by_key = {r.key: r for r in rows}
     needs_prototypes = any(r.targets.get("kind") == "similarity" for r in rows)
@@ -184,23 +228,26 @@ def _supervised_block(config: Config, rows: Sequence[Row], folder: Path, log: Lo
             cfg = with_updates(cfg, model=dict(row.model))
         after = ""
         try:  # StageNotFinished only inside finished_only(): that row (and what needs it) is left out
-            if row.targets.get("kind") == "similarity":
-                if protos is None and pretrained:
-                    protos = prototypes_stage(config, folder / "prototypes", log)
-                if protos is None:
-                    if "onehot" not in out:
-                        continue
-                    onehot = out["onehot"]
-                    protos = prototypes_stage(
-                        config,
-                        folder / "prototypes",
-                        log,
-                        checkpoint=onehot.result["checkpoint"],
-                        after=onehot.hash,
-                    )
-                cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
-                after = protos.hash
-            out[key] = teacher_stage(cfg, folder / f"teacher_{key}", log, name=f"teacher {key}", after=after)
+            with _only_if(selected, key):
+                if row.targets.get("kind") == "similarity":
+                    if protos is None and pretrained:
+                        protos = prototypes_stage(config, folder / "prototypes", log)
+                    if protos is None:
+                        if "onehot" not in out:
+                            continue
+                        onehot = out["onehot"]
+                        protos = prototypes_stage(
+                            config,
+                            folder / "prototypes",
+                            log,
+                            checkpoint=onehot.result["checkpoint"],
+                            after=onehot.hash,
+                        )
+                    cfg = with_updates(cfg, targets={"prototypes": protos.result["prototypes"]})
+                    after = protos.hash
+                out[key] = teacher_stage(
+                    cfg, folder / f"teacher_{key}", log, name=f"teacher {key}", after=after
+                )
         except StageNotFinished:
             continue
     return {k: v for k, v in out.items() if k in by_key}
@@ -214,38 +261,43 @@ def run_seed(
     cfg = with_updates(config, train={"seed": seed})
     base = root / f"seed{seed}"
     rows: dict[str, dict[str, Any]] = {}
+    pretrained = cfg.model.weights is not None
     if part in ("all", "full"):
-        rows.update(_full_rows(cfg, plan, base, log))
+        rows.update(_full_rows(cfg, plan, base, log, plan.selected("full", pretrained)))
     if part in ("all", "fractions"):
-        rows.update(_fraction_rows(cfg, plan, base, log))
+        rows.update(_fraction_rows(cfg, plan, base, log, plan.selected("fractions", pretrained)))
     return rows
 
 
-def _full_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[str, dict[str, Any]]:
+def _full_rows(
+    cfg: Config, plan: AblationPlan, base: Path, log: Log, selected: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
-    teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log)
+    teachers = _supervised_block(cfg, plan.teacher_rows(), base / "full", log, selected)
     for key, outcome in teachers.items():
         rows[f"{key}@1"] = result_row(outcome.result)
     source = teachers.get(plan.student_teacher)
     if source is None:  # not finished (only inside finished_only())
         return rows
     try:
-        calibration = calibrate_stage(cfg, source, base / "full", log)
+        with _only_if(selected, "calibration"):
+            calibration = calibrate_stage(cfg, source, base / "full", log)
     except StageNotFinished:
         return rows
     student_base = cfg.student or StudentConfig()
     for row in STUDENT_ROWS:
         student = student_row_config(student_base, row)
         try:
-            outcome = student_stage(
-                cfg,
-                student,
-                source,
-                calibration,
-                base / "full" / row.key,
-                log,
-                name=row.key.replace("_", " "),
-            )
+            with _only_if(selected, row.key):
+                outcome = student_stage(
+                    cfg,
+                    student,
+                    source,
+                    calibration,
+                    base / "full" / row.key,
+                    log,
+                    name=row.key.replace("_", " "),
+                )
         except StageNotFinished:
             continue
         rows[f"{row.key}@1"] = result_row(outcome.result)
@@ -271,13 +323,16 @@ def student_row_config(base: StudentConfig, row: Row) -> StudentConfig:
     return base.model_copy(update=update)
 
 
-def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dict[str, dict[str, Any]]:
+def _fraction_rows(
+    cfg: Config, plan: AblationPlan, base: Path, log: Log, selected: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     all_rows = {r.key: r for r in plan.teacher_rows()}
     for fraction in plan.fractions:
         # One subset per seed folder (the same images for every seed): no two processes write it.
         try:
-            subset = subset_stage(cfg, fraction, base / f"fraction{fraction:g}" / "data", log)
+            with _only_if(selected, *plan.fraction_rows):
+                subset = subset_stage(cfg, fraction, base / f"fraction{fraction:g}" / "data", log)
         except StageNotFinished:
             continue
         steps = max(1, math.ceil(fraction * (cfg.train.max_steps or 1)))
@@ -288,7 +343,7 @@ def _fraction_rows(cfg: Config, plan: AblationPlan, base: Path, log: Log) -> dic
             train={"max_steps": steps, "warmup_steps": warmup},
         )
         block = _supervised_block(
-            fcfg, [all_rows[k] for k in plan.fraction_rows], base / f"fraction{fraction:g}", log
+            fcfg, [all_rows[k] for k in plan.fraction_rows], base / f"fraction{fraction:g}", log, selected
         )
         for key, outcome in block.items():
             rows[f"{key}@{fraction:g}"] = result_row(outcome.result)

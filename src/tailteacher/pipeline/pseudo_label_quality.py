@@ -107,13 +107,14 @@ def measure_pseudo_labels(
     device: torch.device,
     *,
     masks: bool = True,
+    class_weights: torch.Tensor | None = None,
 ) -> QualityCounts:
     """Counts of ``rule``'s pseudo-labels from ``model`` (eval mode) on ``samples`` (an iterable of
     ``data.dataset.Sample`` with the pool's true boxes and classes). ``masks``: predict masks, as
     the student's teacher does only with ``student.unsup_mask_loss`` (a box whose mask is empty is
     then dropped with it; D114). Boxes the rule ignores (weight 0: a score in
     [``ignore_threshold``, τ)) are no pseudo-labels and are not counted, as the student's
-    ``pseudo_boxes`` does not count them."""
+    ``pseudo_boxes`` does not count them. ``class_weights``: as `make_pseudo_labels`."""
     from .data import images_of
 
     counts = QualityCounts()
@@ -122,7 +123,7 @@ def measure_pseudo_labels(
         detections = model.predict(images_of([s], device), masks=masks)[0]
         detections = {k: v.cpu() for k, v in detections.items()}
         view = Geometry.identity(tuple(s.image.shape[-2:]))
-        pseudo = make_pseudo_labels(detections, rule, delta, view, view)
+        pseudo = make_pseudo_labels(detections, rule, delta, view, view, class_weights)
         labeled = pseudo["weights"] > 0 if "weights" in pseudo else slice(None)
         true_boxes = s.boxes.as_subclass(torch.Tensor)
         counts.add(pseudo["boxes"][labeled], pseudo["labels"][labeled], true_boxes, s.labels, group_of)

@@ -92,6 +92,10 @@ def stage_config_hash(config: Config, exclude: Iterable[str] = ("run",)) -> str:
     if isinstance(student, dict):
         student.pop("teacher_checkpoint", None)
         student.pop("delta", None)
+        # A setting added after runs were finished enters only when it acts, so that those runs
+        # keep their hashes (D124).
+        if student.get("logit_adjustment") == 0:
+            student.pop("logit_adjustment")
     targets = dumped.get("targets")
     if isinstance(targets, dict) and config.targets.prototypes is not None:
         targets["prototypes"] = _hash_file("targets.prototypes", config.targets.prototypes)
@@ -262,7 +266,7 @@ def pseudo_label_stage(
         from .delta import load_delta
         from .detector import build_detector, load_detector_weights
         from .pseudo_label_quality import group_index, measure_pseudo_labels
-        from .student import pseudo_label_config
+        from .student import class_weights, pseudo_label_config
 
         _, device = init_run(config.train)
         train = load_train_data(config)
@@ -277,7 +281,14 @@ def pseudo_label_stage(
             delta = load_delta(calibration.result["delta"], train, student.delta_shrinkage)
         groups = group_index([str(c.get("frequency", "f")) for c in truth.categories])
         counts = measure_pseudo_labels(
-            model, samples, pseudo_label_config(student), delta, groups, device, masks=student.unsup_mask_loss
+            model,
+            samples,
+            pseudo_label_config(student),
+            delta,
+            groups,
+            device,
+            masks=student.unsup_mask_loss,
+            class_weights=class_weights(train, student.logit_adjustment),
         )
         payload = {
             "images": counts.images,
@@ -306,6 +317,8 @@ def pseudo_label_stage(
             "renormalize",
         }
     )
+    if student.logit_adjustment:  # only when it acts: earlier checks keep their hashes (D124)
+        rule["logit_adjustment"] = student.logit_adjustment
     inputs = {
         "teacher": teacher.hash,
         "calibration": calibration.hash if calibration is not None else None,

@@ -19,6 +19,11 @@ with DDP, a stage of one process's work does it on rank 0 inside the action) and
 result. Records say how many processes ran the stage (``processes``); a stage started with N
 processes may be resumed with another number (the engine warns that its random streams restart).
 
+A stage that is to run holds ``stage.lock`` in its folder (an OS file lock, ``filelock``) until it
+has finished, so that two processes never run the same stage at once: a second process waits for
+the first and then finds the stage done (``ablate --rows`` relies on it, D125). A finished stage is
+answered without the lock.
+
 Inside ``finished_only()`` (``ablate --collect``) nothing runs: a finished stage with the same
 hash is returned, one with another hash is refused, and any other raises ``StageNotFinished``.
 """
@@ -34,6 +39,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from ..engine.config_files import canonical_hash
 from ..engine.distributed import current_dist_info
@@ -149,18 +156,65 @@ def run_stage(
     """
     folder = Path(folder)
     digest = canonical_hash(dict(inputs))
-    # Under torchrun rank 0 reads the records and decides; every rank follows (on_main), so that
-    # no rank skips a stage its peers run. The action runs on every rank (a training stage is a
-    # collective; a stage done by one process wraps its work in on_main itself), and rank 0 alone
-    # writes the records and its result becomes every rank's.
-    skipped, resume, result = on_main(lambda: _decide(name, folder, digest, inputs, log))
-    if skipped:
+    held: list[FileLock] = []
+
+    def decide() -> tuple[bool, bool, dict[str, Any]]:
+        # A finished stage, a refused one and --collect are answered without the lock and write
+        # nothing; a stage to run is decided under it, since another process may have finished
+        # it while this one waited (D125).
+        started = read_record(folder / STARTED)
+        other = started is not None and started.get("hash") != digest
+        if _FINISHED_ONLY.get() or read_record(folder / DONE) is not None or other:
+            return _decide(name, folder, digest, inputs, log)
+        held.append(_lock_stage(name, folder, log))
+        try:
+            return _decide(name, folder, digest, inputs, log)
+        except BaseException:
+            held.pop().release()
+            raise
+
+    # Under torchrun rank 0 reads the records, holds the lock and decides; every rank follows
+    # (on_main), so that no rank skips a stage its peers run. The action runs on every rank (a
+    # training stage is a collective; a stage done by one process wraps its work in on_main itself),
+    # and rank 0 alone writes the records and its result becomes every rank's.
+    skipped, resume, result = on_main(decide)
+    if skipped:  # another process finished it while this one waited for the lock
+        for lock in held:
+            lock.release()
         return StageOutcome(name, folder, digest, result, True, 0.0)
-    t0 = time.perf_counter()
-    result = dict(action(resume))
-    seconds = round(time.perf_counter() - t0, 1)
-    result = on_main(lambda: _finish(name, folder, digest, inputs, result, seconds, log))
+    try:
+        t0 = time.perf_counter()
+        result = dict(action(resume))
+        seconds = round(time.perf_counter() - t0, 1)
+        result = on_main(lambda: _finish(name, folder, digest, inputs, result, seconds, log))
+    finally:
+        for lock in held:
+            lock.release()
     return StageOutcome(name, folder, digest, result, False, seconds)
+
+
+#: The lock file a running stage holds in its folder (D125).
+LOCK = "stage.lock"
+
+
+def _lock_stage(name: str, folder: Path, log: Callable[[str], None]) -> FileLock:
+    """Hold ``folder/stage.lock`` (an OS file lock, released when the process ends however it
+    ends). Another process holding it is running the stage: one process waits for it; under
+    torchrun the job is refused instead (exit 2), since its other ranks would wait inside a
+    collective whose timeout the other process's stage may outlast."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if current_dist_info().is_distributed:
+            raise InputError(
+                f"{folder / LOCK}: stage {name!r} is being run by another process; run this job "
+                "again when it has finished (the stage is then skipped), or use another run.run_dir"
+            ) from None
+        log(f"[{name}] another process is running this stage ({folder / LOCK}); waiting for it")
+        lock.acquire()
+    return lock
 
 
 def _decide(

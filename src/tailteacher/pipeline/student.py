@@ -23,6 +23,7 @@ from torch.utils.data import DistributedSampler
 
 from ..config import Config, StudentConfig
 from ..data.dataset import LvisDataset, collate
+from ..data.lvis_json import LvisData
 from ..data.pool_dataset import PoolDataset
 from ..data.pool_index import PoolIndex, index_folder, open_index
 from ..data.transforms import Photometric
@@ -47,7 +48,7 @@ from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
 from .prediction import save_and_evaluate
 from .prototypes import load_prototypes
-from .pseudo_labels import PseudoLabelConfig
+from .pseudo_labels import PseudoLabelConfig, labeled_count_weights
 from .stages import file_hash
 from .student_step import TeacherStudentStep
 from .targets import target_builder
@@ -89,6 +90,16 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
         ignore_threshold=s.ignore_threshold,
         renormalize=s.renormalize,
     )
+
+
+def class_weights(data: LvisData, alpha: float) -> torch.Tensor | None:
+    """[C] `pseudo_labels.labeled_count_weights` of ``data``'s objects per class; None at α = 0."""
+    if alpha == 0:
+        return None
+    counts = torch.zeros(data.num_classes)
+    for ann in data.annotations:
+        counts[data.class_index[ann["category_id"]]] += 1
+    return labeled_count_weights(counts, alpha)
 
 
 @dataclass
@@ -246,6 +257,7 @@ def build_student(config: Config, *, progress: bool = True) -> StudentRun:
         unsup_box_loss=s.unsup_box_loss,
         unsup_mask_loss=s.unsup_mask_loss,
         device=device,
+        class_weights=class_weights(data, s.logit_adjustment),
     )
 
     hooks = [EMAHook(student, s.teacher_momentum, target=teacher)] if s.teacher == "ema" else []

@@ -73,6 +73,8 @@ class TeacherStudentStep:
         unsup_box_loss: keep the regression losses on pseudo-boxes.
         unsup_mask_loss: keep the mask loss on pseudo-masks.
         device: where images and targets go.
+        class_weights: [C] post-hoc logit adjustment of the teacher's rows
+            (``student.logit_adjustment``, D124); None: the rows as the teacher gives them.
         pseudo_boxes: pseudo-labels kept per step (summed over the unlabeled batch), for the summary.
     """
 
@@ -84,6 +86,7 @@ class TeacherStudentStep:
     unsup_box_loss: bool
     unsup_mask_loss: bool
     device: torch.device
+    class_weights: torch.Tensor | None = None
     pseudo_boxes: list[int] = field(default_factory=list)
 
     @torch.no_grad()
@@ -95,7 +98,9 @@ class TeacherStudentStep:
         out = []
         for d, p in zip(detections, pairs, strict=True):
             # Without masks from the teacher an image has none and adds no mask loss (CascadeRoIHeads).
-            t = make_pseudo_labels(d, self.pseudo_labels, self.delta, p.weak.geometry, p.strong.geometry)
+            t = make_pseudo_labels(
+                d, self.pseudo_labels, self.delta, p.weak.geometry, p.strong.geometry, self.class_weights
+            )
             out.append({k: v.to(self.device) for k, v in t.items()})
         self.pseudo_boxes.append(sum(_count(t) for t in out))
         return out
