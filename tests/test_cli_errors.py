@@ -81,3 +81,10 @@ def test_a_command_leaves_the_process_group_it_joined(tmp_path, monkeypatch, out
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_ablate_names_the_rows_it_knows_when_given_an_unknown_one(tmp_path, capsys):
+    assert main(["ablate", "demo", "--rows", "onehot,student_sof", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--rows: unknown row(s) ['student_sof']" in err and "student_soft" in err
+    assert not (tmp_path / "a").exists()

@@ -301,3 +301,38 @@ def test_foreground_threshold_keeps_sure_objects_of_unsure_class() -> None:
     # τ = 0.2: box C (0.05 + 0.2) too, ordered by foreground mass.
     out = run(PseudoLabelConfig(mode="soft", box_threshold=0.2, top_k=2, threshold_on="foreground"))
     assert_close(out["boxes"], torch.tensor([BOX_A, BOX_B, BOX_C]))
+
+
+def test_logit_adjustment_weights_are_inverse_powers_of_the_labeled_counts() -> None:
+    from tailteacher.pipeline.pseudo_labels import labeled_count_weights
+
+    assert_close(labeled_count_weights(torch.tensor([0.0, 3.0, 8.0]), 0.5), torch.tensor([1.0, 0.5, 1 / 3]))
+    assert_close(labeled_count_weights(torch.tensor([0.0, 99.0]), 0.0), torch.ones(2))
+    with pytest.raises(ValueError, match="alpha"):
+        labeled_count_weights(torch.tensor([1.0]), -0.5)
+    with pytest.raises(ValueError, match="counts"):
+        labeled_count_weights(torch.tensor([[1.0]]), 0.5)
+
+
+def test_reweighted_rows_keep_their_foreground_mass() -> None:
+    from tailteacher.pipeline.pseudo_labels import reweight_rows
+
+    out = reweight_rows(torch.tensor([[0.4, 0.4], [0.0, 0.0]]), torch.tensor([3.0, 1.0]))
+    assert_close(out, torch.tensor([[0.6, 0.2], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="weights"):
+        reweight_rows(torch.ones(1, 2), torch.tensor([1.0, 0.0]))
+
+
+def test_class_weights_reweight_the_rows_before_the_threshold() -> None:
+    cfg = PseudoLabelConfig(mode="soft", box_threshold=0.5, top_k=None)
+    d = detections()
+    plain = make_pseudo_labels(d, cfg, None, IDENTITY, IDENTITY)
+    assert plain["labels"].tolist() == [0]  # box A (0.7); box B's top score 0.4 is under τ
+    weighted = make_pseudo_labels(d, cfg, None, IDENTITY, IDENTITY, torch.tensor([1.0, 1.0, 4.0, 1.0]))
+    # Box B: [0, .15, .4, .2] · [1, 1, 4, 1] = [0, .15, 1.6, .2], rescaled to its mass 0.75;
+    # box A: [.7, .2, .2, 0] rescaled to 0.95. B (0.615) now passes τ and ranks first.
+    assert weighted["labels"].tolist() == [2, 0]
+    assert_close(weighted["boxes"], torch.tensor([BOX_B, BOX_A]))
+    b = torch.tensor([0.0, 0.15, 1.6, 0.2]) * 0.75 / 1.95
+    a = torch.tensor([0.7, 0.2, 0.2, 0.0]) * 0.95 / 1.1
+    assert_close(weighted["class_targets"], torch.stack([b, a]))

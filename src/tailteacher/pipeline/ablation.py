@@ -16,7 +16,9 @@ Per seed (``train.seed`` = 0 … N-1; the data and the held-out split stay fixed
    the ``fraction_rows`` teachers again, trained for f × the steps (the same number of epochs).
 
 Every run is a stage (``stages.run_stage``): a stopped ablation resumes, a finished one only
-re-aggregates, and separate processes (``only_seed``) can share the work, e.g. one per GPU. Rows
+re-aggregates, and separate processes (``only_seed``; ``rows`` within a seed, where a stage that
+another process is running is waited for through its ``stage.lock``, D125) can share the work,
+e.g. one per GPU. Rows
 another process finished (and every row, with ``--collect``) are read by walking the same plan
 inside ``stages.finished_only()``: a row counts only when its stage's recorded hash is the one this
 config gives; a row finished under another config is refused (exit 2), never mixed in (D87).
