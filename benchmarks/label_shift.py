@@ -12,10 +12,10 @@ reweightings of a posterior p(y | x) by a ratio r_y, both per class and general:
 * post-hoc logit adjustment (Menon et al., ICLR 2021): r_y = (n_y + 1)^−α, n_y the labeled
   objects of class y, for α in 0.25 … 1.
 
-Each is applied to the foreground part of every detection's row (its class distribution is
-reweighted, its sum — the foreground mass — kept), then the student's pseudo-label rules run as
-in training. CONFIG is a run's student (or control) config: it names the held-out split and the
-unlabeled set, whose ``unlabeled_truth.json`` the embedded benchmark ships (scoring only). The
+Each is applied as the student applies ``student.logit_adjustment`` (``make_pseudo_labels``'s
+``class_weights``: every detection's class distribution reweighted, its sum — the foreground
+mass — kept), then the student's pseudo-label rules run as in training. CONFIG is a run's
+student (or control) config: it names the held-out split and the unlabeled set, whose ``unlabeled_truth.json`` the embedded benchmark ships (scoring only). The
 teacher predicts once on every held-out image and on ``--images`` unlabeled images spread evenly
 over the set (D117). An *object* (for the priors) is a detection after merging a box's per-class
 duplicates (IoU ≥ 0.9) with foreground mass ≥ 0.5.
@@ -104,16 +104,6 @@ def em_target_prior(
     return target.to(posteriors.dtype), max_iter
 
 
-def shift_rows(rows: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """[N, C] rows ≥ 0 with each row's class distribution reweighted by ``ratio`` [C] > 0 and its
-    sum (the foreground mass) kept; a row summing to 0 stays 0."""
-    _check_rows(rows, "rows")
-    _check_prior(ratio, rows.shape[1], "ratio")
-    weighted = rows * ratio.to(rows.dtype)
-    scale = rows.sum(dim=1, keepdim=True) / weighted.sum(dim=1, keepdim=True).clamp(min=1e-30)
-    return weighted * scale
-
-
 # -- the measurement -------------------------------------------------------------------------------
 
 
@@ -125,7 +115,12 @@ def main() -> None:
     from tailteacher.pipeline.data import images_of, load_train_data
     from tailteacher.pipeline.detector import build_detector, load_detector_weights
     from tailteacher.pipeline.pseudo_label_quality import QualityCounts, evenly_spaced, group_index
-    from tailteacher.pipeline.pseudo_labels import PseudoLabelConfig, make_pseudo_labels, merge_duplicates
+    from tailteacher.pipeline.pseudo_labels import (
+        PseudoLabelConfig,
+        labeled_count_weights,
+        make_pseudo_labels,
+        merge_duplicates,
+    )
 
     p = argparse.ArgumentParser()
     p.add_argument("config")
@@ -197,7 +192,7 @@ def main() -> None:
         labeled[train.class_index[a["category_id"]]] += 1
     ratios: dict[str, torch.Tensor | None] = {"as is": None, "label shift (EM)": (target / source).float()}
     for alpha in (0.25, 0.5, 1.0):
-        ratios[f"logit adjustment α {alpha:g}"] = ((labeled + 1) ** -alpha).float()
+        ratios[f"logit adjustment α {alpha:g}"] = labeled_count_weights(labeled, alpha)
     rules = {
         "soft, τ 0.5 on the top score": PseudoLabelConfig(
             mode="soft", box_threshold=0.5, ignore_threshold=0.1
@@ -213,15 +208,8 @@ def main() -> None:
         for ratio_name, ratio in ratios.items():
             counts, soft = QualityCounts(), torch.zeros(3, dtype=torch.float64)
             for s, d in pool:
-                if ratio is not None:
-                    rows = shift_rows(d["class_scores"].float(), ratio)
-                    d = {
-                        **d,
-                        "class_scores": rows,
-                        "scores": rows.gather(1, d["labels"].long()[:, None])[:, 0],
-                    }
                 view = Geometry.identity(tuple(s.image.shape[-2:]))
-                pl = make_pseudo_labels(d, rule, None, view, view)
+                pl = make_pseudo_labels(d, rule, None, view, view, ratio)  # the student's reweighting
                 kept = (
                     pl["weights"] > 0 if "weights" in pl else torch.ones(len(pl["labels"]), dtype=torch.bool)
                 )
