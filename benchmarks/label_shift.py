@@ -13,12 +13,12 @@ reweightings of a posterior p(y | x) by a ratio r_y, both per class and general:
   objects of class y, for α in 0.25 … 1.
 
 Each is applied as the student applies ``student.logit_adjustment`` (``make_pseudo_labels``'s
-``class_weights``: every detection's class distribution reweighted, its sum — the foreground
-mass — kept), then the student's pseudo-label rules run as in training. CONFIG is a run's
-student (or control) config: it names the held-out split and the unlabeled set, whose ``unlabeled_truth.json`` the embedded benchmark ships (scoring only). The
-teacher predicts once on every held-out image and on ``--images`` unlabeled images spread evenly
-over the set (D117). An *object* (for the priors) is a detection after merging a box's per-class
-duplicates (IoU ≥ 0.9) with foreground mass ≥ 0.5.
+``class_weights``: every detection's class distribution reweighted, its sum — the foreground mass —
+kept), then the student's pseudo-label rules run as in training. CONFIG is a run's student (or
+control) config: it names the held-out split and the unlabeled set, whose ``unlabeled_truth.json``
+the embedded benchmark ships (scoring only). The teacher predicts once on every held-out image and
+on ``--images`` unlabeled images spread evenly over the set (D117). An *object* (for the priors) is
+a detection after merging a box's per-class duplicates (IoU ≥ 0.9) with foreground mass ≥ 0.5.
 
 Prints the class mix per frequency group (held-out truth, π_s, pool truth, the pool's mean
 posterior, π_u) and, per rule and reweighting, recall / precision / *soft recall* per group and
