@@ -117,10 +117,10 @@ def main() -> None:
     from tailteacher.pipeline.pseudo_label_quality import QualityCounts, evenly_spaced, group_index
     from tailteacher.pipeline.pseudo_labels import (
         PseudoLabelConfig,
-        labeled_count_weights,
         make_pseudo_labels,
         merge_duplicates,
     )
+    from tailteacher.pipeline.student import class_weights
 
     p = argparse.ArgumentParser()
     p.add_argument("config")
@@ -187,12 +187,9 @@ def main() -> None:
         l1 = float((est.double() - pool_truth).abs().sum())
         print(f"  {name:<30} {shares(est)}   L1 to the pool's true mix {l1:.3f}")
 
-    labeled = torch.zeros(c, dtype=torch.float64)
-    for a in train.annotations:
-        labeled[train.class_index[a["category_id"]]] += 1
     ratios: dict[str, torch.Tensor | None] = {"as is": None, "label shift (EM)": (target / source).float()}
     for alpha in (0.25, 0.5, 1.0):
-        ratios[f"logit adjustment α {alpha:g}"] = labeled_count_weights(labeled, alpha)
+        ratios[f"logit adjustment α {alpha:g}"] = class_weights(train, alpha)  # the student's own
     rules = {
         "soft, τ 0.5 on the top score": PseudoLabelConfig(
             mode="soft", box_threshold=0.5, ignore_threshold=0.1

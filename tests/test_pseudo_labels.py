@@ -336,3 +336,17 @@ def test_class_weights_reweight_the_rows_before_the_threshold() -> None:
     b = torch.tensor([0.0, 0.15, 1.6, 0.2]) * 0.75 / 1.95
     a = torch.tensor([0.7, 0.2, 0.2, 0.0]) * 0.95 / 1.1
     assert_close(weighted["class_targets"], torch.stack([b, a]))
+
+
+def test_the_students_class_weights_follow_the_labeled_counts_in_class_order(tmp_path) -> None:
+    from collections import Counter
+
+    from lvis_factory import tiny_lvis, write
+    from tailteacher.data.lvis_json import load_lvis
+    from tailteacher.pipeline.student import class_weights
+
+    data = load_lvis(write(tmp_path, tiny_lvis(), with_images=False))
+    counts = Counter(a["category_id"] for a in data.annotations)
+    expected = torch.tensor([(counts[c] + 1) ** -0.5 for c in data.category_ids])
+    assert_close(class_weights(data, 0.5), expected)
+    assert class_weights(data, 0.0) is None

@@ -245,7 +245,7 @@ def reweight_rows(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     c = rows.shape[-1]
     if weights.shape != (c,) or not bool(((weights > 0) & torch.isfinite(weights)).all()):
         raise ValueError(f"weights: expected [{c}] finite values > 0, got shape {list(weights.shape)}")
-    weighted = rows * weights.to(rows.dtype)
+    weighted = rows * weights.to(rows.device, rows.dtype)  # the teacher's rows may be on a GPU
     scale = rows.sum(dim=1, keepdim=True) / weighted.sum(dim=1, keepdim=True).clamp(min=1e-30)
     return weighted * scale
 

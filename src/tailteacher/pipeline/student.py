@@ -23,6 +23,7 @@ from torch.utils.data import DistributedSampler
 
 from ..config import Config, StudentConfig
 from ..data.dataset import LvisDataset, collate
+from ..data.frequency import instance_counts
 from ..data.lvis_json import LvisData
 from ..data.pool_dataset import PoolDataset
 from ..data.pool_index import PoolIndex, index_folder, open_index
@@ -93,13 +94,12 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
 
 
 def class_weights(data: LvisData, alpha: float) -> torch.Tensor | None:
-    """[C] `pseudo_labels.labeled_count_weights` of ``data``'s objects per class; None at α = 0."""
+    """[C] `pseudo_labels.labeled_count_weights` of ``data``'s objects per class (in the model's
+    class order, ``data.category_ids``); None at α = 0."""
     if alpha == 0:
         return None
-    counts = torch.zeros(data.num_classes)
-    for ann in data.annotations:
-        counts[data.class_index[ann["category_id"]]] += 1
-    return labeled_count_weights(counts, alpha)
+    counts = instance_counts(data)
+    return labeled_count_weights(torch.tensor([float(counts[c]) for c in data.category_ids]), alpha)
 
 
 @dataclass
