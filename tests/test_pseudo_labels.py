@@ -304,7 +304,7 @@ def test_foreground_threshold_keeps_sure_objects_of_unsure_class() -> None:
 
 
 def test_logit_adjustment_weights_are_inverse_powers_of_the_labeled_counts() -> None:
-    from tailteacher.pipeline.pseudo_labels import labeled_count_weights
+    from tailteacher.labels import labeled_count_weights
 
     assert_close(labeled_count_weights(torch.tensor([0.0, 3.0, 8.0]), 0.5), torch.tensor([1.0, 0.5, 1 / 3]))
     assert_close(labeled_count_weights(torch.tensor([0.0, 99.0]), 0.0), torch.ones(2))
@@ -315,7 +315,7 @@ def test_logit_adjustment_weights_are_inverse_powers_of_the_labeled_counts() -> 
 
 
 def test_reweighted_rows_keep_their_foreground_mass() -> None:
-    from tailteacher.pipeline.pseudo_labels import reweight_rows
+    from tailteacher.labels import reweight_rows
 
     out = reweight_rows(torch.tensor([[0.4, 0.4], [0.0, 0.0]]), torch.tensor([3.0, 1.0]))
     assert_close(out, torch.tensor([[0.6, 0.2], [0.0, 0.0]]))

@@ -59,6 +59,7 @@ from torchvision.ops import box_iou
 
 from ..data.geometry import Geometry, map_between
 from ..labels.correction import Support, calibrate_soft_labels
+from ..labels.logit_adjustment import reweight_rows
 from ..modeling.classification import softmax_targets
 
 Mode = Literal["onehot", "soft", "calibrated"]
@@ -208,48 +209,6 @@ def target_rows(
     return rows, source.max(dim=1).values
 
 
-def labeled_count_weights(counts: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Post-hoc logit adjustment's class weights (Menon et al., ICLR 2021): ``(n_j + 1) ** -alpha``.
-
-    Args:
-        counts: [C] labeled objects per class (≥ 0).
-        alpha: ≥ 0; 0 gives ones (no adjustment), 1 divides a posterior by its class's frequency.
-
-    Returns:
-        [C] float32 weights > 0, for `reweight_rows`.
-
-    Raises:
-        ValueError: ``counts`` is not [C] of finite values ≥ 0, or ``alpha`` < 0.
-    """
-    if counts.dim() != 1 or not bool(((counts >= 0) & torch.isfinite(counts)).all()):
-        raise ValueError(f"counts: expected [C] finite values ≥ 0, got shape {list(counts.shape)}")
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha: expected a finite number ≥ 0, got {alpha!r}")
-    return (counts.double() + 1.0).pow(-float(alpha)).float()
-
-
-def reweight_rows(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Each row's class distribution multiplied by ``weights`` and renormalised to the row's own
-    sum: which class a box is changes, how surely it is an object (the foreground mass) does not.
-
-    Args:
-        rows: [D, C] class scores ≥ 0 (the rest of each row's mass is background).
-        weights: [C] > 0.
-
-    Returns:
-        [D, C] in the dtype of ``rows``; a row summing to 0 stays 0.
-
-    Raises:
-        ValueError: ``weights`` is not [C] of finite values > 0.
-    """
-    c = rows.shape[-1]
-    if weights.shape != (c,) or not bool(((weights > 0) & torch.isfinite(weights)).all()):
-        raise ValueError(f"weights: expected [{c}] finite values > 0, got shape {list(weights.shape)}")
-    weighted = rows * weights.to(rows.device, rows.dtype)  # the teacher's rows may be on a GPU
-    scale = rows.sum(dim=1, keepdim=True) / weighted.sum(dim=1, keepdim=True).clamp(min=1e-30)
-    return weighted * scale
-
-
 def _check_detections(detections: Mapping[str, torch.Tensor], weak: Geometry) -> None:
     missing = {"boxes", "scores", "labels", "class_scores"} - set(detections)
     if missing:
@@ -285,7 +244,7 @@ def make_pseudo_labels(
         delta: [C] CCECE Δ (Eq. 4); required by mode ``"calibrated"``, ignored otherwise.
         weak, strong: the geometries of the teacher's and the student's views of the image.
         class_weights: [C] or None; first each detection's ``class_scores`` row is reweighted
-            (`reweight_rows`) and its score becomes the new row's value at its class (ours, D124).
+            (`labels.reweight_rows`) and its score becomes the new row's value at its class (ours, D124).
 
     Returns:
         In strong-view pixels, ordered by decreasing score: ``boxes`` [N, 4] float32,

@@ -34,6 +34,7 @@ from ..engine.hooks import EMAHook
 from ..engine.main_rank import on_main
 from ..errors import InputError
 from ..io import atomic_write_json
+from ..labels.logit_adjustment import labeled_count_weights
 from ..modeling import CascadeMaskRCNN
 from .data import (
     AugmentedDataset,
@@ -49,7 +50,7 @@ from .detector import build_detector, load_detector_weights
 from .periodic_eval import periodic_eval_fn
 from .prediction import save_and_evaluate
 from .prototypes import load_prototypes
-from .pseudo_labels import PseudoLabelConfig, labeled_count_weights
+from .pseudo_labels import PseudoLabelConfig
 from .stages import file_hash
 from .student_step import TeacherStudentStep
 from .targets import target_builder
@@ -94,7 +95,7 @@ def pseudo_label_config(s: StudentConfig) -> PseudoLabelConfig:
 
 
 def class_weights(data: LvisData, alpha: float) -> torch.Tensor | None:
-    """[C] `pseudo_labels.labeled_count_weights` of ``data``'s objects per class (in the model's
+    """[C] `labels.labeled_count_weights` of ``data``'s objects per class (in the model's
     class order, ``data.category_ids``); None at α = 0."""
     if alpha == 0:
         return None
