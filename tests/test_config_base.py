@@ -34,9 +34,9 @@ def test_the_shipped_scarce_config_is_demo_with_a_quarter_of_the_labels():
     assert scarce.model == demo.model and scarce.targets == demo.targets
     assert demo.student.pseudo_labels == "calibrated"
     assert scarce.student.pseudo_labels == "calibrated"  # D124: soft's AP, below the teacher's ECE
-    # D124: the rows reweighted by the labeled counts, τ on the foreground mass; demo keeps neither.
+    # D124: the rows reweighted by the labeled counts, τ on the foreground mass; demo too since D126.
     assert (scarce.student.logit_adjustment, scarce.student.threshold_on) == (0.5, "foreground")
-    assert (demo.student.logit_adjustment, demo.student.threshold_on) == (0.0, "teacher")
+    assert (demo.student.logit_adjustment, demo.student.threshold_on) == (0.5, "foreground")  # D126
 
 
 @pytest.mark.parametrize(
