@@ -160,3 +160,13 @@ def test_a_finished_or_refused_stage_writes_no_lock(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="other inputs"):
         run_stage("s", tmp_path / "s", {"a": 2}, lambda r: {}, log=lambda _: None)
     assert not (tmp_path / "s" / LOCK).exists()
+
+
+def test_the_ablation_names_the_cpu_kernels_its_numbers_came_from() -> None:
+    import torch
+
+    from tailteacher.pipeline.ablation import _machine
+
+    # Trained numbers repeat on the same kernels (AVX2, AVX512, …) and thread count, not across them.
+    assert f"({torch.backends.cpu.get_cpu_capability()})" in _machine("cpu")
+    assert _machine("cpu").endswith("CPU only")

@@ -522,7 +522,12 @@ def _stage_seconds(out: Path) -> float:
 def _machine(device: str) -> str:
     import torch
 
-    where = f"{platform.machine()}, {_cpu_count()} CPU cores, torch {torch.__version__}"
+    # The CPU kernels torch dispatches to (AVX2, AVX512, …): trained numbers repeat for a given
+    # thread count on the same kernels, not across them (results.md, twelfth session).
+    where = (
+        f"{platform.machine()}, {_cpu_count()} CPU cores ({torch.backends.cpu.get_cpu_capability()}),"
+        f" torch {torch.__version__}"
+    )
     if device != "cpu" and torch.cuda.is_available():
         return f"{where}, {torch.cuda.get_device_name(0)}"
     return f"{where}, CPU only"
