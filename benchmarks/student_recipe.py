@@ -29,6 +29,7 @@ BASE = {
     "student.pseudo_labels": "calibrated",
     "student.support": "nonzero",
     "student.threshold_on": "teacher",
+    "student.logit_adjustment": "0",  # the recipe this benchmark measured (D59), before D124/D126
 }
 VARIANTS: dict[str, dict[str, str]] = {
     "all_losses": {},

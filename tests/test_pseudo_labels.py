@@ -310,6 +310,8 @@ def test_logit_adjustment_weights_are_inverse_powers_of_the_labeled_counts() -> 
     assert_close(labeled_count_weights(torch.tensor([0.0, 99.0]), 0.0), torch.ones(2))
     with pytest.raises(ValueError, match="alpha"):
         labeled_count_weights(torch.tensor([1.0]), -0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        labeled_count_weights(torch.tensor([1.0]), True)
     with pytest.raises(ValueError, match="counts"):
         labeled_count_weights(torch.tensor([[1.0]]), 0.5)
 
@@ -321,6 +323,10 @@ def test_reweighted_rows_keep_their_foreground_mass() -> None:
     assert_close(out, torch.tensor([[0.6, 0.2], [0.0, 0.0]]))
     with pytest.raises(ValueError, match="weights"):
         reweight_rows(torch.ones(1, 2), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="rows"):
+        reweight_rows(torch.tensor([0.4, 0.4]), torch.tensor([3.0, 1.0]))
+    with pytest.raises(ValueError, match="rows"):
+        reweight_rows(torch.tensor([[-1.0, 1.0]]), torch.tensor([3.0, 1.0]))
 
 
 def test_class_weights_reweight_the_rows_before_the_threshold() -> None:

@@ -36,7 +36,9 @@ def labeled_count_weights(counts: torch.Tensor, alpha: float) -> torch.Tensor:
     """
     if counts.dim() != 1 or not bool(((counts >= 0) & torch.isfinite(counts)).all()):
         raise ValueError(f"counts: expected [C] finite values ≥ 0, got shape {list(counts.shape)}")
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha >= 0):
+    if isinstance(alpha, bool) or not (
+        isinstance(alpha, int | float) and math.isfinite(alpha) and alpha >= 0
+    ):
         raise ValueError(f"alpha: expected a finite number ≥ 0, got {alpha!r}")
     return (counts.double() + 1.0).pow(-float(alpha)).float()
 
@@ -53,9 +55,12 @@ def reweight_rows(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         [D, C] in the dtype and on the device of ``rows``; a row summing to 0 stays 0.
 
     Raises:
-        ValueError: ``weights`` is not [C] of finite values > 0.
+        ValueError: ``rows`` is not [D, C] of finite values ≥ 0, or ``weights`` is not [C] of
+            finite values > 0.
     """
-    c = rows.shape[-1]
+    if rows.dim() != 2 or not bool(((rows >= 0) & torch.isfinite(rows)).all()):
+        raise ValueError(f"rows: expected [D, C] finite values ≥ 0, got shape {list(rows.shape)}")
+    c = rows.shape[1]
     if weights.shape != (c,) or not bool(((weights > 0) & torch.isfinite(weights)).all()):
         raise ValueError(f"weights: expected [{c}] finite values > 0, got shape {list(weights.shape)}")
     weighted = rows * weights.to(rows.device, rows.dtype)  # the teacher's rows may be on a GPU
