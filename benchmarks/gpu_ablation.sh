@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The ablation (the paper's Table 1 rows, docs/design.md; 3 seeds, label fractions 25/50 %) on one GPU in under 8 minutes.
+# The ablation (the paper's Table 1 rows, docs/design.md; 3 seeds, label fractions 25/50 %) on one GPU.
 #
 #   bash benchmarks/gpu_ablation.sh [OUT]        # OUT default runs/gpu; logs and tables land there
 #
-# The same rows as the CPU run (`tailteacher ablate bench --seeds 3`), with 16 labeled (+16
-# unlabeled) images per step instead of 4 and half the steps (teacher 150, student 75): the
-# teachers see 2× the images. Sized from benchmarks/gpu_probe.sh on an H200 (docs/results.md):
-# a teacher step of 16 images 0.235 s alone on the GPU, val evaluation 5 s. Six processes
-# (seed × part) share the one GPU. First run (2026-11-26, before the batched mask paste and with
-# 300 steps): evaluation took ~3.5 min per model and only one row finished in 400 s.
+# The same rows as the CPU run (`tailteacher ablate bench --seeds 3`, the bench preset with a
+# quarter of its labels, D127), with 16 labeled (+16 unlabeled) images per step instead of 8 (+4)
+# and half the steps (teacher 300, student and control 240): the teachers see the same images.
+# Not run in this regime (no GPU has been lent since D127). The old regime's probe on an H200
+# (benchmarks/gpu_probe.sh, docs/results.md): a teacher step of 16 images 0.235 s alone on the
+# GPU, val evaluation 5 s. Six processes (seed × part) share the one GPU.
 # Python packages missing on the machine are installed from ./.whl (benchmarks/gpu_env.sh).
 set -euo pipefail
 OUT=${1:-runs/gpu}
@@ -20,26 +20,25 @@ start=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/device.txt"
 
-[ -f runs/data/bench/unlabeled_truth.json ] || $PY -m tailteacher synth --preset bench --seed 0 --out runs/data/bench --overwrite
-[ -f runs/data/bench/split/heldout.json ] || $PY -m tailteacher split --train runs/data/bench/train.json --out runs/data/bench/split
+[ -f runs/data/bench_f25/unlabeled_truth.json ] || $PY -m tailteacher synth --preset bench --seed 0 --labeled-fraction 0.25 --out runs/data/bench_f25 --overwrite
 echo "data ready after $(( $(date +%s) - start )) s"
 
 GPU=(--set train.device=cuda --set train.deterministic=false --set data.workers=3
      --set data.batch_size=16 --set student.unlabeled_batch_size=16
-     --set train.max_steps=150 --set train.warmup_steps=25 --set student.max_steps=75 --set student.warmup_steps=10
+     --set train.max_steps=300 --set train.warmup_steps=25 --set student.max_steps=240 --set student.warmup_steps=10
      --set run.run_dir="$OUT/ablation")
 # Smoke: two steps of a teacher on the GPU; stops here, cheaply, if a CUDA path is broken.
 $PY -m tailteacher train-teacher bench "${GPU[@]}" --set targets.kind=onehot --set train.max_steps=2 \
-    --set train.warmup_steps=1 --set run.run_dir="$OUT/smoke" --set data.val_json=runs/data/bench/split/heldout.json \
+    --set train.warmup_steps=1 --set run.run_dir="$OUT/smoke" \
     > "$OUT/smoke.log" 2>&1 || { tail -30 "$OUT/smoke.log"; exit 1; }
 echo "smoke ok after $(( $(date +%s) - start )) s"
 
 # Six processes on the one GPU: each seed's Table 1 rows and its Fig. 2 fractions (independent).
-# BUDGET seconds for them (default 420): a process still running then is stopped, and the tables
+# BUDGET seconds for them (default 1800): a process still running then is stopped, and the tables
 # hold the rows that finished (rerunning this script resumes the rest).
 for seed in 0 1 2; do
   for part in full fractions; do
-    timeout "${BUDGET:-420}" $PY -m tailteacher ablate bench --seeds 3 --only-seed "$seed" --part "$part" \
+    timeout "${BUDGET:-1800}" $PY -m tailteacher ablate bench --seeds 3 --only-seed "$seed" --part "$part" \
         "${GPU[@]}" > "$OUT/seed$seed.$part.log" 2>&1 &
   done
 done

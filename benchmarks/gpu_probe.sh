@@ -7,8 +7,7 @@ set -euo pipefail
 export OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name --format=csv,noheader
 python3 benchmarks/bench_paste.py --device cuda
-python3 -m tailteacher synth --preset bench --seed 0 --out runs/data/bench --overwrite > /dev/null
-python3 -m tailteacher split --train runs/data/bench/train.json --out runs/data/bench/split > /dev/null
+python3 -m tailteacher synth --preset bench --seed 0 --labeled-fraction 0.25 --out runs/data/bench_f25 --overwrite > /dev/null
 R=runs/probe
 python3 -m tailteacher train-teacher bench --set train.device=cuda --set train.deterministic=false \
   --set data.workers=6 --set data.batch_size=16 --set targets.kind=onehot --set train.max_steps=100 \
